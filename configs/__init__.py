@@ -1,0 +1,1 @@
+"""Hydra configs shipped with robopref (loaded as ``pkg://robopref.configs``)."""

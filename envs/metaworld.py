@@ -1,0 +1,145 @@
+"""Meta-World v3 tasks behind one gymnasium wrapper.
+
+``MetaWorldEnv`` builds ``gym.make("Meta-World/MT1", env_name=task)`` once and picks goals
+explicitly: Meta-World's own wrapper samples a goal with replacement on every reset, which
+makes evaluation sets irreproducible. Goals are chosen by index into the task's 50 fixed
+goal variations: pass ``options={"goal_index": i}`` to ``reset`` (or set
+``next_goal_index``, which a vector env can do per worker with ``set_attr``).
+
+Episodes do not end on success (Meta-World convention); they are truncated after
+``max_episode_steps``. ``info["success"]`` is the task's success flag after each step and
+``info["true_reward"]`` the dense ground-truth reward, both used only for evaluation and by
+the scripted teacher.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from robopref.errors import ConfigError, NonFiniteError
+
+NUM_GOALS = 50
+
+
+def metaworld_task_names() -> list[str]:
+    """Names of every Meta-World v3 task, e.g. ``"push-v3"``."""
+    import metaworld
+
+    return sorted(metaworld.ALL_V3_ENVIRONMENTS)
+
+
+def check_task_name(task: str) -> None:
+    names = metaworld_task_names()
+    if task not in names:
+        close = difflib.get_close_matches(task, names, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else f"choose one of {', '.join(names)}"
+        raise ConfigError(f"unknown Meta-World task '{task}': {hint}")
+
+
+@dataclass
+class MetaWorldConfig:
+    """One Meta-World v3 task.
+
+    Attributes:
+        task: task name, e.g. ``"push-v3"``.
+        max_episode_steps: episode length in control steps (Meta-World runs 80 Hz control,
+            so 150 steps = 1.875 s of simulated time). Meta-World's own limit is 500.
+        fps: control rate in Hz, recorded in datasets.
+        goal_set_seed: seeds Meta-World's draw of the task's 50 goal variations. Every
+            worker of a run shares it, so ``goal_index`` names the same goal everywhere and
+            evaluation sets are identical across workers and experiment seeds.
+    """
+
+    task: str = "push-v3"
+    max_episode_steps: int = 150
+    fps: int = 80
+    goal_set_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_task_name(self.task)
+        if not 1 <= self.max_episode_steps <= 500:
+            raise ConfigError(
+                f"max_episode_steps={self.max_episode_steps} is outside [1, 500], "
+                "Meta-World's limit: pick a value in range"
+            )
+
+
+class MetaWorldEnv(gym.Wrapper):
+    """A Meta-World v3 task with explicit goal selection and NaN guards.
+
+    Observation: ``(39,)`` float64 (hand, gripper, object poses, previous frame, goal).
+    Action: ``(4,)`` in [-1, 1] (end-effector delta xyz scaled by Meta-World, gripper effort).
+    """
+
+    def __init__(self, config: MetaWorldConfig, seed: int = 0):
+        """``seed`` drives only this wrapper's random goal choice when none is given."""
+        import metaworld  # noqa: F401  (registers the Meta-World/* ids)
+
+        inner = gym.make(
+            "Meta-World/MT1",
+            env_name=config.task,
+            seed=config.goal_set_seed,
+            max_episode_steps=config.max_episode_steps,
+            disable_env_checker=True,
+        )
+        super().__init__(inner)
+        self.config = config
+        self._task_selector = self._find_task_selector(inner)
+        self._task_selector.toggle_sample_tasks_on_reset(False)
+        self.goals = list(self._task_selector.tasks)
+        self.next_goal_index: int | None = None
+        self.goal_index = 0
+        self._goal_rng = np.random.default_rng(seed)
+
+    @staticmethod
+    def _find_task_selector(env: gym.Env):
+        layer = env
+        while not hasattr(layer, "toggle_sample_tasks_on_reset"):
+            if not hasattr(layer, "env"):
+                raise RuntimeError(
+                    "Meta-World env has no task-selection wrapper; unsupported version"
+                )
+            layer = layer.env
+        return layer
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._goal_rng = np.random.default_rng(seed)
+        goal = (options or {}).get("goal_index", self.next_goal_index)
+        if goal is None:
+            goal = int(self._goal_rng.integers(len(self.goals)))
+        if not 0 <= goal < len(self.goals):
+            raise ConfigError(f"goal_index {goal} out of range [0, {len(self.goals)})")
+        self.next_goal_index = None
+        self.goal_index = int(goal)
+        self.unwrapped.set_task(self.goals[self.goal_index])
+        obs, info = self.env.reset(seed=seed)
+        self._check_obs(obs)
+        info["goal_index"] = self.goal_index
+        return obs, info
+
+    def step(self, action):
+        action = np.asarray(action, dtype=np.float32)
+        if not np.isfinite(action).all():
+            raise NonFiniteError(f"action {action} has NaN/inf: check the policy producing it")
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._check_obs(obs)
+        info["success"] = bool(info.get("success", 0.0))
+        info["true_reward"] = float(reward)
+        return obs, reward, terminated, truncated, info
+
+    @staticmethod
+    def _check_obs(obs: np.ndarray) -> None:
+        if not np.isfinite(obs).all():
+            raise NonFiniteError(
+                "Meta-World returned a NaN/inf observation (simulation diverged): reduce "
+                "action magnitudes or reset the env"
+            )
+
+
+def make_metaworld_env(config: MetaWorldConfig, seed: int = 0) -> MetaWorldEnv:
+    return MetaWorldEnv(config, seed=seed)

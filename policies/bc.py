@@ -1,0 +1,140 @@
+"""Behaviour cloning: an MLP policy with observation normalisation."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from robopref.data import Episode, stack_transitions
+from robopref.errors import CheckpointError, ConfigError
+from robopref.policies.base import Policy
+from robopref.training import Trainer, load_checkpoint, load_state_dict_checked, save_checkpoint
+
+HEADS = ("deterministic", "gaussian")
+
+
+@dataclass
+class BCConfig:
+    """Architecture of a BC policy.
+
+    Attributes:
+        hidden_sizes: widths of the hidden layers.
+        head: ``"deterministic"`` (MSE on actions) or ``"gaussian"`` (NLL with a learned,
+            state-independent std).
+        action_low, action_high: action bounds (environment units); the mean is squashed
+            into them with tanh.
+    """
+
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    head: str = "deterministic"
+    action_low: float = -1.0
+    action_high: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ConfigError(f"unknown BC head '{self.head}': choose one of {', '.join(HEADS)}")
+        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
+            raise ConfigError("BC hidden_sizes must be a non-empty list of positive widths")
+        if not self.action_low < self.action_high:
+            raise ConfigError("BC action_low must be below action_high")
+
+
+def mlp(in_dim: int, hidden: list[int], out_dim: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_dim, width), nn.ReLU()]
+        in_dim = width
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class BCPolicy(nn.Module, Policy):
+    """``forward(obs (B, obs_dim)) -> mean action (B, act_dim)``.
+
+    Observation statistics live in buffers, so they travel with ``state_dict``.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, config: BCConfig):
+        super().__init__()
+        self.obs_dim, self.act_dim, self.config = obs_dim, act_dim, config
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_std", torch.ones(obs_dim))
+        self.net = mlp(obs_dim, list(config.hidden_sizes), act_dim)
+        self.log_std = nn.Parameter(torch.full((act_dim,), -1.0))
+        self._half_range = (config.action_high - config.action_low) / 2
+        self._center = (config.action_high + config.action_low) / 2
+
+    def set_normalizer(self, observations: np.ndarray) -> None:
+        """Set observation mean/std from ``(N, obs_dim)`` samples."""
+        obs = torch.as_tensor(observations, dtype=torch.float32)
+        self.obs_mean.copy_(obs.mean(0))
+        # Constant dimensions (Meta-World pads with zeros) must not blow up to inf.
+        self.obs_std.copy_(obs.std(0).clamp_min(1e-3))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        z = (obs - self.obs_mean) / self.obs_std
+        return self._center + self._half_range * torch.tanh(self.net(z))
+
+    def action_nll(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss ``(B,)``: squared error (deterministic) or Gaussian NLL."""
+        mean = self(obs)
+        if self.config.head == "deterministic":
+            return ((mean - actions) ** 2).sum(-1)
+        std = self.log_std.clamp(-5, 2).exp()
+        return (0.5 * ((actions - mean) / std) ** 2 + std.log()).sum(-1)
+
+    def bc_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]):
+        """Trainer loss: mean (optionally weighted by ``batch["weight"]``) action loss."""
+        per_sample = model.action_nll(batch["obs"], batch["act"])
+        weight = batch.get("weight")
+        loss = per_sample.mean() if weight is None else (weight * per_sample).sum() / weight.sum()
+        return loss, {}
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        device = self.obs_mean.device
+        out = self(torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=device))
+        return out.cpu().numpy().astype(np.float32)
+
+    def clone(self) -> BCPolicy:
+        return copy.deepcopy(self)
+
+    def save(self, path) -> None:
+        save_checkpoint(
+            path,
+            {
+                "kind": "bc_policy",
+                "obs_dim": self.obs_dim,
+                "act_dim": self.act_dim,
+                "config": self.config.__dict__,
+                "model": self.state_dict(),
+            },
+        )
+
+    @classmethod
+    def load(cls, path) -> BCPolicy:
+        payload = load_checkpoint(path)
+        if payload.get("kind") != "bc_policy":
+            raise CheckpointError(
+                f"{path} holds a '{payload.get('kind')}', not a BC policy: pass a policy checkpoint"
+            )
+        policy = cls(payload["obs_dim"], payload["act_dim"], BCConfig(**payload["config"]))
+        load_state_dict_checked(policy, payload["model"], path)
+        return policy
+
+
+def train_bc(policy: BCPolicy, demos: list[Episode], trainer: Trainer) -> dict[str, float]:
+    """Fit ``policy`` to the demonstrations' (observation, action) pairs."""
+    obs, act = stack_transitions(demos)
+    if obs.shape[1] != policy.obs_dim or act.shape[1] != policy.act_dim:
+        raise ConfigError(
+            f"demos have obs/act dims {obs.shape[1]}/{act.shape[1]} but the policy expects "
+            f"{policy.obs_dim}/{policy.act_dim}: rebuild the policy for this task"
+        )
+    policy.set_normalizer(obs)
+    data = {"obs": torch.as_tensor(obs), "act": torch.as_tensor(act)}
+    return trainer.fit(policy, policy.bc_loss, data)

@@ -1,0 +1,289 @@
+"""The preference loop: imitation first, then rounds of preference-based refinement.
+
+    demos  <- scripted expert (or a dataset)
+    pi_0   <- behaviour cloning on demos
+    for k = 1..K:
+        D_k    <- rollout(pi_{k-1} + exploration)                 # rollout
+        Q_k    <- select(candidate segment pairs of D_1..k)        # select queries
+        P      <- P + source.label(Q_k)                            # gather labels
+        r_hat  <- reward_model.fit(P)                              # train reward
+        pi_k   <- refiner(pi_0, D_1..k, r_hat)                     # refine
+        report success(pi_k), accuracy(r_hat on held-out pairs)   # evaluate
+
+Everything it uses arrives as an object; this module reads no configuration files.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from robopref.data import Episode, Preference, save_episodes
+from robopref.errors import ConfigError
+from robopref.policies import BCPolicy, Policy, train_bc
+from robopref.preferences import PreferenceSource, QuerySelector, sample_pairs
+from robopref.refine import Refiner
+from robopref.rewards import RewardModel, preference_accuracy
+from robopref.rollout import GaussianExploration, collect_episodes, success_rate
+from robopref.training import Trainer
+
+METRICS_FORMAT_VERSION = 1
+
+
+@dataclass
+class LoopConfig:
+    """Sizes of one preference-learning experiment.
+
+    Attributes:
+        rounds: refinement rounds K.
+        num_demos: scripted-expert demonstrations for behaviour cloning.
+        rollouts_per_round: exploration episodes collected each round.
+        exploration_std: std of Gaussian action noise during those rollouts (action units).
+        segment_length: steps per queried segment.
+        queries_per_round: queries asked each round (label budget = rounds x this).
+        candidates_per_query: candidate pairs scored per query asked.
+        eval_episodes: evaluation episodes (goals 0..N-1, deterministic policy).
+        heldout_pairs: segment pairs from evaluation episodes scoring the reward model.
+        refine_from: ``"base"`` refines the BC policy on all data each round; ``"latest"``
+            continues from the previous round's policy.
+        seed: seeds goals, exploration and segment sampling.
+        save_datasets: write demos and rollouts as LeRobotDatasets into the run folder.
+    """
+
+    rounds: int = 4
+    num_demos: int = 25
+    rollouts_per_round: int = 40
+    exploration_std: float = 0.3
+    segment_length: int = 50
+    queries_per_round: int = 100
+    candidates_per_query: int = 10
+    eval_episodes: int = 50
+    heldout_pairs: int = 1000
+    refine_from: str = "base"
+    seed: int = 0
+    save_datasets: bool = True
+
+    def __post_init__(self) -> None:
+        for name in (
+            "rounds",
+            "num_demos",
+            "rollouts_per_round",
+            "segment_length",
+            "queries_per_round",
+            "candidates_per_query",
+            "eval_episodes",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"loop.{name} must be >= 1, got {getattr(self, name)}")
+        if self.exploration_std < 0:
+            raise ConfigError("loop.exploration_std must be >= 0")
+        if self.refine_from not in ("base", "latest"):
+            raise ConfigError(
+                f"loop.refine_from must be 'base' or 'latest', got '{self.refine_from}'"
+            )
+
+
+@dataclass
+class RoundResult:
+    round: int
+    success_rate: float
+    reward_accuracy: float
+    queries: int
+    labels: int
+    rollout_success_rate: float
+    wall_time_s: float
+    extra: dict = field(default_factory=dict)
+
+
+class PreferenceLoop:
+    """Runs imitation then ``config.rounds`` rounds of preference refinement in simulation."""
+
+    def __init__(
+        self,
+        config: LoopConfig,
+        vec_env,
+        task: str,
+        max_steps: int,
+        fps: int,
+        expert: Policy,
+        policy: BCPolicy,
+        bc_trainer: Trainer,
+        reward_model: RewardModel,
+        selector: QuerySelector,
+        source: PreferenceSource,
+        refiner: Refiner,
+        out_dir: str | Path,
+        progress: bool = True,
+        tensorboard: bool = True,
+        demos: list[Episode] | None = None,
+        pretrained: bool = False,
+    ):
+        """``demos`` replaces the scripted expert's demonstrations (e.g. a recorded dataset);
+        ``pretrained=True`` takes ``policy`` as the imitation policy and skips training it."""
+        self.config = config
+        self.vec_env, self.task, self.max_steps, self.fps = vec_env, task, max_steps, fps
+        self.expert, self.policy, self.bc_trainer = expert, policy, bc_trainer
+        self.reward_model, self.selector, self.source, self.refiner = (
+            reward_model,
+            selector,
+            source,
+            refiner,
+        )
+        self.out_dir = Path(out_dir)
+        self.progress = progress
+        self.demos, self.pretrained = demos, pretrained
+        self.rng = np.random.default_rng(config.seed)
+        self.history: list[RoundResult] = []
+        self._writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.out_dir / "tb" / "loop"))
+
+    # -- the algorithm box -------------------------------------------------------------
+    def run(self) -> dict:
+        cfg = self.config
+        start = time.perf_counter()
+        demos = self.demos or self.rollout(self.expert, cfg.num_demos, "demos")
+        base = self.policy if self.pretrained else self.imitate(demos)
+        bc_eval = self.evaluate(base)
+        self.log_round(0, bc_eval, queries=0, labels=0, rollouts=[], start=start)
+
+        policy, pool, preferences, asked = base, list(demos), [], 0
+        for k in range(1, cfg.rounds + 1):
+            explorer = GaussianExploration(policy, cfg.exploration_std, seed=cfg.seed * 100 + k)
+            rollouts = self.rollout(explorer, cfg.rollouts_per_round, f"rollouts_round{k}")
+            pool += rollouts
+            queries = self.select_queries(pool, fitted=k > 1)
+            preferences += self.gather_labels(queries, pool)
+            asked += len(queries)
+            reward_metrics = self.train_reward(preferences, pool)
+            start_policy = base if cfg.refine_from == "base" else policy
+            policy, refine_metrics = self.refiner.refine(
+                start_policy, base, pool[len(demos) :], demos, self.reward_model
+            )
+            policy.save(self.out_dir / "checkpoints" / f"policy_round{k}.pt")
+            evaluation = self.evaluate(policy)
+            self.log_round(
+                k,
+                evaluation,
+                asked,
+                len(preferences),
+                rollouts,
+                start,
+                extra={"reward": reward_metrics, "refine": refine_metrics},
+            )
+        return self.finish(start)
+
+    # -- the steps -----------------------------------------------------------------------
+    def rollout(self, policy: Policy, count: int, name: str) -> list[Episode]:
+        goals = self.rng.integers(0, 50, size=count).tolist()
+        episodes = collect_episodes(
+            self.vec_env,
+            policy,
+            goals,
+            self.task,
+            self.max_steps,
+            source=name,
+            progress=self.progress,
+        )
+        if self.config.save_datasets:
+            save_episodes(
+                episodes, self.out_dir / "datasets" / name, fps=self.fps, repo_id=f"robopref/{name}"
+            )
+        return episodes
+
+    def imitate(self, demos: list[Episode]) -> BCPolicy:
+        train_bc(self.policy, demos, self.bc_trainer)
+        self.policy.save(self.out_dir / "checkpoints" / "policy_bc.pt")
+        return self.policy
+
+    def select_queries(self, pool: list[Episode], fitted: bool):
+        cfg = self.config
+        candidates = sample_pairs(
+            pool, cfg.segment_length, cfg.queries_per_round * cfg.candidates_per_query, self.rng
+        )
+        model = self.reward_model if fitted else None
+        chosen = self.selector.select(candidates, pool, model, cfg.queries_per_round, self.rng)
+        return [candidates[i] for i in chosen]
+
+    def gather_labels(self, queries, pool: list[Episode]) -> list[Preference]:
+        return [p for p in self.source.label(queries, pool) if p is not None]
+
+    def train_reward(self, preferences: list[Preference], pool: list[Episode]) -> dict:
+        if not preferences:
+            raise RuntimeError(
+                "the preference source answered no query: loosen its skip threshold or ask more"
+            )
+        return self.reward_model.fit(preferences, pool)
+
+    def evaluate(self, policy: Policy) -> list[Episode]:
+        goals = list(range(self.config.eval_episodes))
+        return collect_episodes(
+            self.vec_env,
+            policy,
+            [g % 50 for g in goals],
+            self.task,
+            self.max_steps,
+            source="eval",
+            progress=self.progress,
+        )
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    def log_round(self, k, evaluation, queries, labels, rollouts, start, extra=None):
+        accuracy = float("nan")
+        if k > 0:
+            pairs = sample_pairs(
+                evaluation, self.config.segment_length, self.config.heldout_pairs, self.rng
+            )
+            accuracy = preference_accuracy(self.reward_model, pairs, evaluation)
+        result = RoundResult(
+            round=k,
+            success_rate=success_rate(evaluation),
+            reward_accuracy=accuracy,
+            queries=queries,
+            labels=labels,
+            rollout_success_rate=success_rate(rollouts),
+            wall_time_s=time.perf_counter() - start,
+            extra=extra or {},
+        )
+        self.history.append(result)
+        if self._writer is not None:
+            for key in ("success_rate", "reward_accuracy", "labels", "rollout_success_rate"):
+                value = getattr(result, key)
+                if np.isfinite(value):
+                    self._writer.add_scalar(f"loop/{key}", value, k)
+            self._writer.flush()
+        print(
+            f"round {k}: success {result.success_rate:.2f}  reward acc {accuracy:.3f}  "
+            f"queries {queries}  labels {labels}  t={result.wall_time_s:.0f}s",
+            flush=True,
+        )
+
+    def finish(self, start: float) -> dict:
+        bc, last = self.history[0], self.history[-1]
+        summary = {
+            "format_version": METRICS_FORMAT_VERSION,
+            "task": self.task,
+            "seed": self.config.seed,
+            "bc_success_rate": bc.success_rate,
+            "refined_success_rate": last.success_rate,
+            "improvement": last.success_rate - bc.success_rate,
+            "reward_accuracy": last.reward_accuracy,
+            "queries": last.queries,
+            "labels": last.labels,
+            "wall_time_s": time.perf_counter() - start,
+            "rounds": [asdict(r) for r in self.history],
+            "loop_config": asdict(self.config),
+        }
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.out_dir / "metrics.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2, default=float))
+        tmp.replace(self.out_dir / "metrics.json")
+        if self._writer is not None:
+            self._writer.close()
+        return summary

@@ -1,0 +1,118 @@
+"""Scripted teacher with human-like mistakes, following the B-Pref benchmark (Lee et al. 2021).
+
+For segments a, b with ground-truth rewards, the teacher computes (myopic) returns
+``R = sum_t gamma^(L-1-t) r_t`` and then, in this order:
+
+1. skip: no answer when ``max(R_a, R_b) < skip_threshold``;
+2. equal: answer EQUAL when ``|R_a - R_b| < equal_threshold``;
+3. choice: with ``beta = None`` prefer the higher return (oracle; ties -> EQUAL), otherwise
+   prefer a with probability ``sigmoid(beta * (R_a - R_b))``;
+4. mistake: flip FIRST/SECOND with probability ``mistake_prob``.
+
+Thresholds are in units of (discounted) segment return, i.e. the environment's reward
+summed over the segment.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from robopref.data import Episode, Label, Preference, Segment
+from robopref.errors import ConfigError
+from robopref.preferences.base import PreferenceSource
+
+
+@dataclass
+class TeacherConfig:
+    """B-Pref teacher knobs (defaults: the oracle).
+
+    Attributes:
+        beta: rationality of the stochastic choice; ``None`` = perfectly rational.
+        gamma: myopic discount applied from the segment's end backwards (1 = none).
+        skip_threshold: skip a query when both returns are below this (``None`` = never).
+        equal_threshold: answer EQUAL when returns differ by less than this (0 = never).
+        mistake_prob: probability of flipping a FIRST/SECOND answer.
+        seed: seeds the teacher's randomness.
+    """
+
+    beta: float | None = None
+    gamma: float = 1.0
+    skip_threshold: float | None = None
+    equal_threshold: float = 0.0
+    mistake_prob: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.beta is not None and self.beta <= 0:
+            raise ConfigError(f"teacher beta must be > 0 or null (rational), got {self.beta}")
+        if not 0 < self.gamma <= 1:
+            raise ConfigError(f"teacher gamma must lie in (0, 1], got {self.gamma}")
+        if self.equal_threshold < 0:
+            raise ConfigError("teacher equal_threshold must be >= 0")
+        if not 0 <= self.mistake_prob <= 1:
+            raise ConfigError(f"teacher mistake_prob must lie in [0, 1], got {self.mistake_prob}")
+
+
+class ScriptedTeacher(PreferenceSource):
+    name = "scripted_teacher"
+
+    def __init__(self, config: TeacherConfig | None = None):
+        self.config = config or TeacherConfig()
+        self.rng = np.random.default_rng(self.config.seed)
+
+    def segment_return(self, rewards: np.ndarray) -> float:
+        """Myopic return of one segment's true rewards ``(L,)``."""
+        length = len(rewards)
+        weights = self.config.gamma ** np.arange(length - 1, -1, -1, dtype=np.float64)
+        return float(np.dot(weights, rewards))
+
+    def judge(self, return_a: float, return_b: float) -> Label | None:
+        """The teacher's answer for two (already discounted) returns; ``None`` = skip."""
+        cfg = self.config
+        if cfg.skip_threshold is not None and max(return_a, return_b) < cfg.skip_threshold:
+            return None
+        diff = return_a - return_b
+        if abs(diff) < cfg.equal_threshold:
+            return Label.EQUAL
+        if cfg.beta is None:
+            if diff == 0:
+                return Label.EQUAL
+            label = Label.FIRST if diff > 0 else Label.SECOND
+        else:
+            p_first = 1.0 / (1.0 + math.exp(-max(min(cfg.beta * diff, 500.0), -500.0)))
+            label = Label.FIRST if self.rng.random() < p_first else Label.SECOND
+        if cfg.mistake_prob > 0 and self.rng.random() < cfg.mistake_prob:
+            label = Label.SECOND if label is Label.FIRST else Label.FIRST
+        return label
+
+    def label(self, pairs: list[tuple[Segment, Segment]], episodes: list[Episode]):
+        out: list[Preference | None] = []
+        for a, b in pairs:
+            ra, rb = a.rewards(episodes), b.rewards(episodes)
+            if not (np.isfinite(ra).all() and np.isfinite(rb).all()):
+                raise ValueError(
+                    "the scripted teacher needs ground-truth rewards, and these episodes have "
+                    "none (NaN): use a human or transferred preference source"
+                )
+            label = self.judge(self.segment_return(ra), self.segment_return(rb))
+            out.append(
+                None
+                if label is None
+                else Preference(a, b, label, source=self.name, annotator="script")
+            )
+        return out
+
+
+# Named presets of the six B-Pref behaviours; thresholds fit Meta-World's 0-10 per-step reward
+# over 50-step segments.
+TEACHER_PRESETS = {
+    "oracle": TeacherConfig(),
+    "stochastic": TeacherConfig(beta=0.05),
+    "myopic": TeacherConfig(gamma=0.9),
+    "skip": TeacherConfig(skip_threshold=50.0),
+    "equal": TeacherConfig(equal_threshold=10.0),
+    "mistake": TeacherConfig(mistake_prob=0.1),
+}

@@ -1,0 +1,187 @@
+"""Bradley–Terry reward ensemble with members evaluated in one vectorised pass.
+
+Members are independent MLPs (different initialisations) whose parameters are stacked
+with ``torch.func.stack_module_state`` and evaluated with ``torch.func.vmap`` over
+``functional_call``: one kernel launch per layer for the whole ensemble.
+
+Loss for a pair (a, b) with target y = P(a preferred) (1, 0, or 0.5 for "equal")::
+
+    logit = sum_t r(a_t) - sum_t r(b_t);   loss = BCE(sigmoid(logit), y)
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from robopref.data import Episode, Preference, preference_targets, segment_pair_arrays
+from robopref.errors import CheckpointError, ConfigError
+from robopref.rewards.base import RewardModel
+from robopref.training import Trainer, load_checkpoint, load_state_dict_checked, save_checkpoint
+
+
+@dataclass
+class EnsembleConfig:
+    """Bradley–Terry MLP ensemble.
+
+    Attributes:
+        members: ensemble size M (3-5 is common).
+        hidden_sizes: hidden layer widths of each member.
+        use_actions: feed ``(o_t, a_t)``; otherwise ``o_t`` only.
+        output_bound: rewards squashed to ``[-bound, bound]`` with tanh (``0`` disables).
+        seed: initialisation seed.
+    """
+
+    members: int = 3
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    use_actions: bool = True
+    output_bound: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.members < 1:
+            raise ConfigError(f"reward ensemble needs members >= 1, got {self.members}")
+        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
+            raise ConfigError("reward hidden_sizes must be a non-empty list of positive widths")
+        if self.output_bound < 0:
+            raise ConfigError("reward output_bound must be >= 0")
+
+
+def _member(in_dim: int, hidden: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_dim, width), nn.LeakyReLU()]
+        in_dim = width
+    layers.append(nn.Linear(in_dim, 1))
+    return nn.Sequential(*layers)
+
+
+class StackedMLP(nn.Module):
+    """M MLPs of one architecture whose parameters are stacked along a leading dim."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        params, buffers = stack_module_state(members)
+        # ParameterDict keys may not contain dots.
+        self.params = nn.ParameterDict(
+            {k.replace(".", "__"): nn.Parameter(v) for k, v in params.items()}
+        )
+        self._buffers_stacked = buffers
+        base = copy.deepcopy(members[0]).to("meta")
+        self._call = lambda p, b, x: functional_call(base, (p, b), (x,))
+        self.num_members = len(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (M, N, in)`` (one input per member) or ``(N, in)`` (shared) -> ``(M, N)``."""
+        params = {k.replace("__", "."): v for k, v in self.params.items()}
+        in_dim = 0 if x.dim() == 3 else None
+        out = vmap(self._call, in_dims=(0, 0, in_dim))(params, self._buffers_stacked, x)
+        return out.squeeze(-1)
+
+
+class BTEnsemble(nn.Module, RewardModel):
+    """An ensemble of per-step reward MLPs trained with the Bradley–Terry loss.
+
+    Inputs are normalised with statistics frozen at the first ``fit``.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, config: EnsembleConfig, trainer: Trainer):
+        super().__init__()
+        self.obs_dim, self.act_dim, self.config, self.trainer = obs_dim, act_dim, config, trainer
+        in_dim = obs_dim + (act_dim if config.use_actions else 0)
+        gen_state = torch.random.get_rng_state()
+        torch.manual_seed(config.seed)
+        members = [_member(in_dim, list(config.hidden_sizes)) for _ in range(config.members)]
+        torch.random.set_rng_state(gen_state)
+        self.stack = StackedMLP(members)
+        self.register_buffer("in_mean", torch.zeros(in_dim))
+        self.register_buffer("in_std", torch.ones(in_dim))
+        self.register_buffer("normalizer_set", torch.tensor(False))
+
+    @property
+    def num_members(self) -> int:
+        return self.config.members
+
+    def _inputs(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, act], -1) if self.config.use_actions else obs
+        return (x - self.in_mean) / self.in_std
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """``obs (..., obs_dim)``, ``act (..., act_dim)`` -> member rewards ``(M, ...)``."""
+        x = self._inputs(obs, act)
+        lead = x.shape[:-1]
+        r = self.stack(x.reshape(-1, x.shape[-1])).reshape(self.num_members, *lead)
+        bound = self.config.output_bound
+        return bound * torch.tanh(r / bound) if bound > 0 else r
+
+    @torch.no_grad()
+    def member_rewards(self, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
+        device = self.in_mean.device
+        self.eval()
+        with self.trainer.autocast():
+            out = self(
+                torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=device),
+                torch.as_tensor(np.asarray(act), dtype=torch.float32, device=device),
+            )
+        return out.float().cpu().numpy()
+
+    def bt_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]):
+        """Trainer loss over a batch of pairs: ``obs (B, 2, L, obs_dim)``, ``target (B,)``."""
+        returns = model(batch["obs"], batch["act"]).sum(-1)  # (M, B, 2)
+        logits = (returns[..., 0] - returns[..., 1]).float()
+        target = batch["target"].expand_as(logits)
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, target)
+        decided = batch["target"] != 0.5
+        hits = ((logits > 0) == (target > 0.5)).float()[:, decided]
+        return loss, {"train_accuracy": float(hits.mean()) if hits.numel() else float("nan")}
+
+    def fit(self, preferences: list[Preference], episodes: list[Episode]) -> dict[str, float]:
+        if not preferences:
+            raise ValueError("reward model fit needs at least one labelled preference")
+        obs, act = segment_pair_arrays([(p.first, p.second) for p in preferences], episodes)
+        if not bool(self.normalizer_set):
+            flat = np.concatenate(
+                [obs.reshape(-1, obs.shape[-1])]
+                + ([act.reshape(-1, act.shape[-1])] if self.config.use_actions else []),
+                axis=-1,
+            )
+            self.in_mean.copy_(torch.as_tensor(flat.mean(0)))
+            self.in_std.copy_(torch.as_tensor(flat.std(0)).clamp_min(1e-3))
+            self.normalizer_set.fill_(True)
+        data = {
+            "obs": torch.as_tensor(obs),
+            "act": torch.as_tensor(act),
+            "target": torch.as_tensor(preference_targets(preferences)),
+        }
+        return self.trainer.fit(self, self.bt_loss, data)
+
+    def save(self, path) -> None:
+        save_checkpoint(
+            path,
+            {
+                "kind": "bt_ensemble",
+                "obs_dim": self.obs_dim,
+                "act_dim": self.act_dim,
+                "config": self.config.__dict__,
+                "model": self.state_dict(),
+            },
+        )
+
+    @classmethod
+    def load(cls, path, trainer: Trainer) -> BTEnsemble:
+        payload = load_checkpoint(path)
+        if payload.get("kind") != "bt_ensemble":
+            raise CheckpointError(
+                f"{path} holds a '{payload.get('kind')}', not a reward ensemble: pass a reward "
+                "checkpoint"
+            )
+        model = cls(
+            payload["obs_dim"], payload["act_dim"], EnsembleConfig(**payload["config"]), trainer
+        )
+        load_state_dict_checked(model, payload["model"], path)
+        return model

@@ -1,0 +1,71 @@
+"""Shared test helpers: synthetic episodes built from seeded NumPy generators.
+
+Helpers are plain functions (importable as ``from conftest import make_episode``) with thin
+fixtures on top; nothing here runs automatically beyond limiting torch to one thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+
+from robopref.data import Episode
+
+torch.set_num_threads(1)
+
+RewardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def make_episode(
+    T: int,
+    obs_dim: int = 5,
+    act_dim: int = 2,
+    seed: int = 0,
+    reward_fn: RewardFn | None = None,
+    **kwargs,
+) -> Episode:
+    """A synthetic episode of ``T`` steps with standard-normal observations and actions.
+
+    ``reward_fn(obs (T, obs_dim), act (T, act_dim)) -> (T,)`` gives the rewards (default:
+    seeded standard-normal noise). Extra keyword arguments go to ``Episode`` (task, meta,
+    wrenches, images, ...).
+    """
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(T, obs_dim)).astype(np.float32)
+    act = rng.normal(size=(T, act_dim)).astype(np.float32)
+    rewards = rng.normal(size=T) if reward_fn is None else reward_fn(obs, act)
+    successes = rng.random(T) < 0.2
+    return Episode(obs, act, np.asarray(rewards, dtype=np.float32), successes, **kwargs)
+
+
+def make_episodes(
+    n: int,
+    T: int = 20,
+    obs_dim: int = 5,
+    act_dim: int = 2,
+    seed: int = 0,
+    reward_fn: RewardFn | None = None,
+) -> list[Episode]:
+    """``n`` episodes of ``T`` steps, episode ``i`` seeded with ``seed + i``."""
+    return [make_episode(T, obs_dim, act_dim, seed + i, reward_fn) for i in range(n)]
+
+
+def linear_reward(weights: np.ndarray) -> RewardFn:
+    """``r_t = obs_t @ weights`` (a reward a small network can learn)."""
+    weights = np.asarray(weights, dtype=np.float32)
+    return lambda obs, act: obs @ weights
+
+
+@pytest.fixture
+def episodes() -> list[Episode]:
+    """Eight 20-step episodes, obs_dim 5, act_dim 2, random rewards."""
+    return make_episodes(8, T=20)
+
+
+@pytest.fixture
+def linear_reward_episodes() -> list[Episode]:
+    """Sixteen 20-step episodes whose reward is a fixed linear function of the observation."""
+    return make_episodes(16, T=20, seed=100, reward_fn=linear_reward([1.0, -0.5, 0.25, 0.0, 0.0]))

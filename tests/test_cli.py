@@ -1,0 +1,138 @@
+"""The command line: help, one-line errors for bad input, and reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from robopref.report import format_table, load_summaries
+
+TINY = [
+    "env.task=reach-v3",
+    "env.max_episode_steps=60",
+    "num_envs=1",
+    "async_envs=false",
+    "progress=false",
+    "loop.rounds=1",
+    "loop.num_demos=2",
+    "loop.rollouts_per_round=2",
+    "loop.eval_episodes=2",
+    "loop.queries_per_round=10",
+    "loop.segment_length=20",
+    "loop.heldout_pairs=20",
+    "train.bc.steps=20",
+    "train.reward.steps=5",
+    "train.refine.steps=5",
+]
+
+
+def robopref(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "robopref.cli", *args],
+        capture_output=True, text=True, cwd=cwd, env=env, timeout=600,
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_help_lists_subcommands_and_config_groups():
+    result = robopref("--help")
+    assert result.returncode == 0
+    for word in ("demo", "report", "teacher", "oracle", "mistake", "disagreement", "rwr"):
+        assert word in result.stdout
+
+
+def test_unknown_subcommand():
+    assert "unknown subcommand 'frobnicate'" in one_error_line(robopref("frobnicate"))
+
+
+def test_unknown_task_is_one_line_naming_the_fix(tmp_path):
+    line = one_error_line(robopref("demo", "env.task=pusj-v3", f"hydra.run.dir={tmp_path}/r"))
+    assert "unknown Meta-World task 'pusj-v3'" in line and "push-v3" in line
+
+
+def test_unknown_config_key_is_one_line(tmp_path):
+    line = one_error_line(robopref("demo", "loop.nonsense=3", f"hydra.run.dir={tmp_path}/r"))
+    assert "loop.nonsense" in line and "'+'" in line
+
+
+def test_added_key_unknown_to_the_dataclass_is_one_line(tmp_path):
+    line = one_error_line(robopref("demo", "+loop.nonsense=3", f"hydra.run.dir={tmp_path}/r"))
+    assert "unknown key(s) loop.nonsense" in line and "valid keys" in line
+
+
+def test_missing_demo_dataset_is_one_line(tmp_path):
+    line = one_error_line(
+        robopref("demo", *TINY, f"demos_path={tmp_path}/nope", f"hydra.run.dir={tmp_path}/r")
+    )
+    assert "not a LeRobotDataset folder" in line
+
+
+def test_checkpoint_of_another_shape_is_one_line(tmp_path):
+    from robopref.policies import BCConfig, BCPolicy
+
+    BCPolicy(7, 4, BCConfig(hidden_sizes=[8])).save(tmp_path / "small.pt")
+    line = one_error_line(
+        robopref("demo", *TINY, f"policy_checkpoint={tmp_path}/small.pt",
+                 f"hydra.run.dir={tmp_path}/r")
+    )
+    assert "obs/act dims 7/4" in line
+
+
+def test_report_without_runs_is_one_line(tmp_path):
+    assert "no metrics.json" in one_error_line(robopref("report", str(tmp_path)))
+
+
+def test_format_table_adds_a_mean_row():
+    rows = [
+        {"seed": s, "bc_success_rate": 0.5, "refined_success_rate": 0.5 + 0.1 * s,
+         "improvement": 0.1 * s, "reward_accuracy": 0.9, "labels": 100, "queries": 100,
+         "wall_time_s": 10.0}
+        for s in (0, 1)
+    ]
+    table = format_table(rows)
+    assert table.splitlines()[-1].split()[:4] == ["mean", "0.50", "0.55", "+0.05"]
+
+
+def test_multirun_sweeps_seeds_and_writes_every_artifact(tmp_path):
+    """A tiny end-to-end sweep over two seeds through the real CLI."""
+    result = robopref("demo", "--multirun", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path}/m")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted(p for p in (tmp_path / "m").iterdir() if p.is_dir() and p.name[0].isdigit())
+    assert [r.name for r in runs] == ["0_reach-v3_seed0", "1_reach-v3_seed1"]
+    for run in runs:
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["labels"] <= metrics["queries"] == 10
+        assert [r["round"] for r in metrics["rounds"]] == [0, 1]
+        for name in ("config.yaml", "success_vs_round.png", "reward_accuracy_vs_labels.png",
+                     "checkpoints/policy_bc.pt", "checkpoints/policy_round1.pt"):
+            assert (run / name).is_file(), name
+        assert list((run / "tb").rglob("events.out.tfevents*"))
+        assert (run / "datasets" / "demos" / "meta" / "info.json").is_file()
+        assert (run / "datasets" / "rollouts_round1" / "robopref.json").is_file()
+    seeds = [s["seed"] for s in load_summaries([tmp_path / "m"])]
+    assert seeds == [0, 1]
+    report = robopref("report", str(tmp_path / "m"))
+    assert report.returncode == 0 and "mean" in report.stdout
+
+
+def test_demo_reuses_a_recorded_dataset_and_a_checkpoint(tmp_path):
+    """demos_path and policy_checkpoint feed a run from an earlier run's artifacts."""
+    first = robopref("demo", *TINY, f"hydra.run.dir={tmp_path}/a")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = robopref(
+        "demo", *TINY, f"demos_path={tmp_path}/a/datasets/demos",
+        f"policy_checkpoint={tmp_path}/a/checkpoints/policy_bc.pt", f"hydra.run.dir={tmp_path}/b",
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert not (tmp_path / "b" / "datasets" / "demos").exists()  # no new demos were collected
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["rounds"][0]["round"] == 0

@@ -1,0 +1,184 @@
+"""Reward-weighted regression refinement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from robopref.data import Episode
+from robopref.errors import ConfigError
+from robopref.policies import BCConfig, BCPolicy
+from robopref.refine import REFINERS, RewardWeightedRegression, RWRConfig, episode_weights
+from robopref.rewards import RewardModel
+from robopref.training import Trainer, TrainerConfig
+
+# --------------------------------------------------------------------------- episode_weights
+
+
+def test_weights_have_mean_one():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        returns = rng.normal(scale=rng.uniform(0.1, 100), size=int(rng.integers(2, 40)))
+        w = episode_weights(returns, temperature=0.7, max_weight=20.0)
+        assert w.shape == returns.shape
+        assert w.mean() == pytest.approx(1.0)
+        assert (w > 0).all()
+
+
+def test_weights_are_monotone_in_returns():
+    returns = np.random.default_rng(1).normal(size=30)
+    w = episode_weights(returns, temperature=0.5, max_weight=1e9)
+    order = np.argsort(returns)
+    assert (np.diff(w[order]) > 0).all()  # strictly increasing without the cap
+
+
+def test_weights_match_the_documented_formula():
+    returns = np.array([1.0, 2.0, 4.0, 9.0])
+    z = (returns - 4.0) / np.sqrt(((returns - 4.0) ** 2).mean())
+    raw = np.minimum(np.exp(z / 0.5), 3.0)
+    np.testing.assert_allclose(episode_weights(returns, 0.5, 3.0), raw / raw.mean())
+
+
+def test_weights_are_capped():
+    returns = np.array([0.0] * 8 + [50.0, 100.0])
+    w = episode_weights(returns, temperature=0.05, max_weight=5.0)
+    # Both outliers hit the cap: same weight, despite different returns.
+    assert w[8] == w[9]
+    assert w.mean() == pytest.approx(1.0)
+    # Before normalisation the capped weight was 5 and the others exp(z / T) < 1.
+    assert w[9] / w[0] > 5.0
+    uncapped = episode_weights(returns, temperature=0.05, max_weight=1e30)
+    assert uncapped[9] > uncapped[8]
+
+
+def test_equal_returns_give_unit_weights():
+    np.testing.assert_array_equal(episode_weights(np.full(6, 3.5), 0.5, 20.0), np.ones(6))
+
+
+def test_weights_ignore_scale_and_offset_of_returns():
+    returns = np.random.default_rng(2).normal(size=12)
+    np.testing.assert_allclose(
+        episode_weights(returns, 0.5, 20.0), episode_weights(7.0 * returns - 3.0, 0.5, 20.0)
+    )
+
+
+def test_higher_temperature_flattens_weights():
+    returns = np.random.default_rng(3).normal(size=20)
+    spreads = [episode_weights(returns, t, 1e9).std() for t in (0.25, 0.5, 1.0, 4.0)]
+    assert spreads == sorted(spreads, reverse=True)
+    assert spreads[-1] < 0.5 * spreads[0]
+
+
+# --------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"temperature": 0.0},
+        {"temperature": -1.0},
+        {"max_weight": 0.99},
+        {"demo_weight": -0.1},
+        {"anchor_weight": -0.1},
+    ],
+)
+def test_rwr_config_validation(kwargs):
+    with pytest.raises(ConfigError):
+        RWRConfig(**kwargs)
+
+
+def test_rwr_config_boundaries_and_registry():
+    RWRConfig(max_weight=1.0, demo_weight=0.0, anchor_weight=0.0)
+    assert REFINERS["rwr"] == (RWRConfig, RewardWeightedRegression)
+
+
+# --------------------------------------------------------------------------- refinement
+
+
+class ActionRewardModel(RewardModel):
+    """Reward ``sign * a_t`` for 1-D actions: positive actions are good (``sign = 1``)."""
+
+    obs_dim, act_dim = 1, 1
+
+    def __init__(self, sign: float = 1.0):
+        self.sign = sign
+
+    def member_rewards(self, obs, act):
+        return self.sign * np.asarray(act, dtype=np.float64)[None, ..., 0]
+
+    def fit(self, preferences, episodes):
+        return {}
+
+
+def make_base_policy() -> BCPolicy:
+    torch.manual_seed(0)
+    return BCPolicy(1, 1, BCConfig(hidden_sizes=[16, 16]))
+
+
+def rollouts_around(policy: BCPolicy, n: int = 24, T: int = 10) -> list[Episode]:
+    """Episodes of the policy with a per-episode action offset (the exploration)."""
+    rng = np.random.default_rng(0)
+    episodes = []
+    for _ in range(n):
+        obs = rng.uniform(-1, 1, size=(T, 1)).astype(np.float32)
+        offset = rng.normal(scale=0.3)
+        act = np.clip(policy.act(obs) + offset + rng.normal(scale=0.05, size=(T, 1)), -0.95, 0.95)
+        episodes.append(Episode(obs, act, np.full(T, np.nan), np.zeros(T, bool)))
+    return episodes
+
+
+def refiner(anchor_weight: float = 0.1, steps: int = 300) -> RewardWeightedRegression:
+    cfg = TrainerConfig(steps=steps, batch_size=64, lr=3e-3, device="cpu", progress=False)
+    return RewardWeightedRegression(
+        RWRConfig(temperature=0.5, anchor_weight=anchor_weight), Trainer(cfg)
+    )
+
+
+EVAL_OBS = np.linspace(-1, 1, 101, dtype=np.float32)[:, None]
+
+
+def mean_shift(refined: BCPolicy, base: BCPolicy) -> float:
+    return float((refined.act(EVAL_OBS) - base.act(EVAL_OBS)).mean())
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_rwr_moves_policy_toward_rewarded_actions(sign):
+    base = make_base_policy()
+    base_state = {k: v.clone() for k, v in base.state_dict().items()}
+    policy = base.clone()
+    policy_state = {k: v.clone() for k, v in policy.state_dict().items()}
+    rollouts = rollouts_around(base)
+    demos = rollouts_around(base, n=4)  # unweighted imitation data around the base
+    refined, metrics = refiner().refine(policy, base, rollouts, demos, ActionRewardModel(sign))
+    assert refined is not policy and refined is not base
+    assert sign * mean_shift(refined, base) > 0.1
+    # Neither input policy was modified.
+    for key, value in base.state_dict().items():
+        assert torch.equal(value, base_state[key]), key
+    for key, value in policy.state_dict().items():
+        assert torch.equal(value, policy_state[key]), key
+    assert {"loss", "weighted_bc", "anchor", "effective_episodes"} <= set(metrics)
+    assert 1.0 <= metrics["effective_episodes"] < len(rollouts)
+
+
+def test_rwr_anchor_keeps_policy_near_base():
+    base = make_base_policy()
+    rollouts = rollouts_around(base)
+    model = ActionRewardModel()
+    loose, _ = refiner(anchor_weight=0.0).refine(base.clone(), base, rollouts, [], model)
+    tight, _ = refiner(anchor_weight=50.0).refine(base.clone(), base, rollouts, [], model)
+    assert abs(mean_shift(tight, base)) < 0.5 * abs(mean_shift(loose, base))
+    assert mean_shift(loose, base) > 0.1
+
+
+def test_rwr_effective_episodes_is_all_episodes_when_returns_tie():
+    base = make_base_policy()
+    rollouts = rollouts_around(base, n=6)
+
+    class ZeroReward(ActionRewardModel):
+        def member_rewards(self, obs, act):
+            return np.zeros((1, *np.asarray(act).shape[:-1]))
+
+    _, metrics = refiner(steps=2).refine(base.clone(), base, rollouts, [], ZeroReward())
+    assert metrics["effective_episodes"] == pytest.approx(6.0)
