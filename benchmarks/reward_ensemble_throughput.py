@@ -40,7 +40,9 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (runs use 1)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     device = select_device(args.device)
     obs_dim, act_dim = 39, 4
     trainer = Trainer(TrainerConfig(device=str(device), progress=False))

@@ -1,4 +1,4 @@
-"""Reward-weighted regression refinement."""
+"""Refinement: reward-weighted and advantage-weighted regression."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ import torch
 from robopref.data import Episode
 from robopref.errors import ConfigError
 from robopref.policies import BCConfig, BCPolicy
-from robopref.refine import REFINERS, RewardWeightedRegression, RWRConfig, episode_weights
+from robopref.refine import (
+    REFINERS,
+    AdvantageWeightedRegression,
+    AWRConfig,
+    RewardWeightedRegression,
+    RWRConfig,
+    episode_weights,
+    reward_to_go,
+)
 from robopref.rewards import RewardModel
 from robopref.training import Trainer, TrainerConfig
 
@@ -182,3 +190,54 @@ def test_rwr_effective_episodes_is_all_episodes_when_returns_tie():
 
     _, metrics = refiner(steps=2).refine(base.clone(), base, rollouts, [], ZeroReward())
     assert metrics["effective_episodes"] == pytest.approx(6.0)
+
+
+# --------------------------------------------------------------------------- AWR
+
+
+def test_reward_to_go_matches_hand_computed_sums():
+    np.testing.assert_allclose(
+        reward_to_go(np.array([1.0, 2.0, 3.0]), 0.5), [1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3.0]
+    )
+    np.testing.assert_allclose(reward_to_go(np.array([1.0, 1.0]), 1.0), [2.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"gamma": 0.0}, {"gamma": 1.5}, {"temperature": 0.0}, {"max_weight": 0.5},
+     {"anchor_weight": -1.0}, {"value_steps": 0}],
+)
+def test_awr_config_validation(kwargs):
+    with pytest.raises(ConfigError):
+        AWRConfig(**kwargs)
+
+
+def awr(anchor_weight: float = 0.1, steps: int = 300) -> AdvantageWeightedRegression:
+    cfg = TrainerConfig(steps=steps, batch_size=64, lr=3e-3, device="cpu", progress=False)
+    config = AWRConfig(temperature=0.5, anchor_weight=anchor_weight, value_steps=100)
+    return AdvantageWeightedRegression(config, Trainer(cfg))
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_awr_moves_policy_toward_rewarded_actions(sign):
+    base = make_base_policy()
+    base_state = {k: v.clone() for k, v in base.state_dict().items()}
+    rollouts = rollouts_around(base)
+    refined, metrics = awr().refine(base.clone(), base, rollouts, [], ActionRewardModel(sign))
+    assert sign * mean_shift(refined, base) > 0.1
+    for key, value in base.state_dict().items():
+        assert torch.equal(value, base_state[key]), key
+    assert 0.0 < metrics["effective_step_fraction"] < 1.0
+
+
+def test_awr_anchor_keeps_policy_near_base():
+    base = make_base_policy()
+    rollouts = rollouts_around(base)
+    model = ActionRewardModel()
+    loose, _ = awr(anchor_weight=0.0).refine(base.clone(), base, rollouts, [], model)
+    tight, _ = awr(anchor_weight=50.0).refine(base.clone(), base, rollouts, [], model)
+    assert abs(mean_shift(tight, base)) < 0.5 * abs(mean_shift(loose, base))
+
+
+def test_awr_is_registered():
+    assert REFINERS["awr"] == (AWRConfig, AdvantageWeightedRegression)

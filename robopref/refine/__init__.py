@@ -1,9 +1,22 @@
 """Refinement of imitation policies with learned rewards."""
 
+from robopref.refine.awr import AdvantageWeightedRegression, AWRConfig, reward_to_go
 from robopref.refine.base import Refiner
 from robopref.refine.rwr import RewardWeightedRegression, RWRConfig, episode_weights
 
 # The one registry of refiners: name -> (config class, refiner class).
-REFINERS = {"rwr": (RWRConfig, RewardWeightedRegression)}
+REFINERS = {
+    "rwr": (RWRConfig, RewardWeightedRegression),
+    "awr": (AWRConfig, AdvantageWeightedRegression),
+}
 
-__all__ = ["REFINERS", "RWRConfig", "Refiner", "RewardWeightedRegression", "episode_weights"]
+__all__ = [
+    "REFINERS",
+    "AWRConfig",
+    "AdvantageWeightedRegression",
+    "RWRConfig",
+    "Refiner",
+    "RewardWeightedRegression",
+    "episode_weights",
+    "reward_to_go",
+]

@@ -82,13 +82,19 @@ class RewardWeightedRegression(Refiner):
             "anchor": torch.as_tensor(base_policy.act(obs)),
         }
         refined = policy.clone()
-        metrics = self.trainer.fit(refined, self._loss, data)
+        metrics = self.trainer.fit(refined, anchored_weighted_loss(cfg.anchor_weight), data)
         ess = float(weights.sum() ** 2 / (weights**2).sum())
         return refined, {**metrics, "effective_episodes": ess}
 
-    def _loss(self, model: nn.Module, batch: dict[str, torch.Tensor]):
+
+def anchored_weighted_loss(anchor_weight: float):
+    """Trainer loss: weighted action regression plus an L2 anchor to ``batch["anchor"]``."""
+
+    def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor]):
         per_sample = model.action_nll(batch["obs"], batch["act"])
         weighted = (batch["weight"] * per_sample).sum() / batch["weight"].sum()
         anchor = ((model(batch["obs"]) - batch["anchor"]) ** 2).sum(-1).mean()
-        loss = weighted + self.config.anchor_weight * anchor
+        loss = weighted + anchor_weight * anchor
         return loss, {"weighted_bc": float(weighted.detach()), "anchor": float(anchor.detach())}
+
+    return loss_fn
