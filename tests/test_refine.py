@@ -15,20 +15,20 @@ from robopref.refine import (
     AWRConfig,
     RewardWeightedRegression,
     RWRConfig,
-    episode_weights,
+    exp_weights,
     reward_to_go,
 )
 from robopref.rewards import RewardModel
 from robopref.training import Trainer, TrainerConfig
 
-# --------------------------------------------------------------------------- episode_weights
+# --------------------------------------------------------------------------- exp_weights
 
 
 def test_weights_have_mean_one():
     rng = np.random.default_rng(0)
     for _ in range(5):
         returns = rng.normal(scale=rng.uniform(0.1, 100), size=int(rng.integers(2, 40)))
-        w = episode_weights(returns, temperature=0.7, max_weight=20.0)
+        w = exp_weights(returns, temperature=0.7, max_weight=20.0)
         assert w.shape == returns.shape
         assert w.mean() == pytest.approx(1.0)
         assert (w > 0).all()
@@ -36,7 +36,7 @@ def test_weights_have_mean_one():
 
 def test_weights_are_monotone_in_returns():
     returns = np.random.default_rng(1).normal(size=30)
-    w = episode_weights(returns, temperature=0.5, max_weight=1e9)
+    w = exp_weights(returns, temperature=0.5, max_weight=1e9)
     order = np.argsort(returns)
     assert (np.diff(w[order]) > 0).all()  # strictly increasing without the cap
 
@@ -45,35 +45,35 @@ def test_weights_match_the_documented_formula():
     returns = np.array([1.0, 2.0, 4.0, 9.0])
     z = (returns - 4.0) / np.sqrt(((returns - 4.0) ** 2).mean())
     raw = np.minimum(np.exp(z / 0.5), 3.0)
-    np.testing.assert_allclose(episode_weights(returns, 0.5, 3.0), raw / raw.mean())
+    np.testing.assert_allclose(exp_weights(returns, 0.5, 3.0), raw / raw.mean())
 
 
 def test_weights_are_capped():
     returns = np.array([0.0] * 8 + [50.0, 100.0])
-    w = episode_weights(returns, temperature=0.05, max_weight=5.0)
+    w = exp_weights(returns, temperature=0.05, max_weight=5.0)
     # Both outliers hit the cap: same weight, despite different returns.
     assert w[8] == w[9]
     assert w.mean() == pytest.approx(1.0)
     # Before normalisation the capped weight was 5 and the others exp(z / T) < 1.
     assert w[9] / w[0] > 5.0
-    uncapped = episode_weights(returns, temperature=0.05, max_weight=1e30)
+    uncapped = exp_weights(returns, temperature=0.05, max_weight=1e30)
     assert uncapped[9] > uncapped[8]
 
 
 def test_equal_returns_give_unit_weights():
-    np.testing.assert_array_equal(episode_weights(np.full(6, 3.5), 0.5, 20.0), np.ones(6))
+    np.testing.assert_array_equal(exp_weights(np.full(6, 3.5), 0.5, 20.0), np.ones(6))
 
 
 def test_weights_ignore_scale_and_offset_of_returns():
     returns = np.random.default_rng(2).normal(size=12)
     np.testing.assert_allclose(
-        episode_weights(returns, 0.5, 20.0), episode_weights(7.0 * returns - 3.0, 0.5, 20.0)
+        exp_weights(returns, 0.5, 20.0), exp_weights(7.0 * returns - 3.0, 0.5, 20.0)
     )
 
 
 def test_higher_temperature_flattens_weights():
     returns = np.random.default_rng(3).normal(size=20)
-    spreads = [episode_weights(returns, t, 1e9).std() for t in (0.25, 0.5, 1.0, 4.0)]
+    spreads = [exp_weights(returns, t, 1e9).std() for t in (0.25, 0.5, 1.0, 4.0)]
     assert spreads == sorted(spreads, reverse=True)
     assert spreads[-1] < 0.5 * spreads[0]
 

@@ -2,7 +2,7 @@
 
 from robopref.refine.awr import AdvantageWeightedRegression, AWRConfig, reward_to_go
 from robopref.refine.base import Refiner
-from robopref.refine.rwr import RewardWeightedRegression, RWRConfig, episode_weights
+from robopref.refine.rwr import RewardWeightedRegression, RWRConfig, exp_weights
 
 # The one registry of refiners: name -> (config class, refiner class).
 REFINERS = {
@@ -17,6 +17,6 @@ __all__ = [
     "RWRConfig",
     "Refiner",
     "RewardWeightedRegression",
-    "episode_weights",
+    "exp_weights",
     "reward_to_go",
 ]

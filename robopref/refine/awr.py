@@ -3,8 +3,8 @@
 Per-step credit instead of per-episode: for every step of every episode (rollouts and
 demos), the learned reward-to-go ``G_t = sum_k gamma^k r_hat_{t+k}`` (truncated at the
 episode end) is compared with a value baseline ``V(o_t)`` fitted to it, and the step is
-weighted ``w_t = exp(A_t / (temperature * std A))``, ``A_t = G_t - V(o_t)`` (capped at
-``max_weight``, normalised to mean 1). The policy then minimises::
+weighted ``w_t = exp(z_t / temperature)`` with ``z`` the standardised advantage
+``A_t = G_t - V(o_t)`` (capped at ``max_weight``, normalised to mean 1). The policy then minimises::
 
     sum_t w_t * ||pi(o_t) - a_t||^2  +  anchor_weight * ||pi(o_t) - pi_base(o_t)||^2
 """
@@ -21,7 +21,7 @@ from robopref.data import Episode, stack_transitions
 from robopref.errors import ConfigError
 from robopref.policies.bc import mlp
 from robopref.refine.base import Refiner
-from robopref.refine.rwr import anchored_weighted_loss
+from robopref.refine.rwr import exp_weights, fit_anchored
 from robopref.rewards import RewardModel
 from robopref.training import Trainer
 
@@ -99,17 +99,9 @@ class AdvantageWeightedRegression(Refiner):
         with torch.no_grad():
             device = next(value.parameters()).device
             baseline = value(torch.as_tensor(obs, device=device)).cpu().numpy() * scale
-        advantage = returns - baseline
-        z = advantage / (advantage.std() or 1.0)
-        weights = np.minimum(np.exp(z / cfg.temperature), cfg.max_weight)
-        weights /= weights.mean()
-        data = {
-            "obs": torch.as_tensor(obs),
-            "act": torch.as_tensor(act),
-            "weight": torch.as_tensor(weights, dtype=torch.float32),
-            "anchor": torch.as_tensor(base_policy.act(obs)),
-        }
-        refined = policy.clone()
-        metrics = self.trainer.fit(refined, anchored_weighted_loss(cfg.anchor_weight), data)
+        weights = exp_weights(returns - baseline, cfg.temperature, cfg.max_weight)
+        refined, metrics = fit_anchored(
+            self.trainer, policy, base_policy, obs, act, weights, cfg.anchor_weight
+        )
         ess = float(weights.sum() ** 2 / (weights**2).sum() / len(weights))
         return refined, {**metrics, "effective_step_fraction": ess}

@@ -51,12 +51,10 @@ class RWRConfig:
             raise ConfigError("rwr demo_weight and anchor_weight must be >= 0")
 
 
-def episode_weights(
-    learned_returns: np.ndarray, temperature: float, max_weight: float
-) -> np.ndarray:
-    """Exponentiated standardised returns ``(N,)``, capped, normalised to mean 1."""
-    spread = learned_returns.std()
-    z = (learned_returns - learned_returns.mean()) / (spread if spread > 0 else 1.0)
+def exp_weights(scores: np.ndarray, temperature: float, max_weight: float) -> np.ndarray:
+    """Exponentiated standardised scores ``(N,)`` (returns, advantages), capped, mean 1."""
+    spread = scores.std()
+    z = (scores - scores.mean()) / (spread if spread > 0 else 1.0)
     w = np.minimum(np.exp(z / temperature), max_weight)
     return w / w.mean()
 
@@ -69,22 +67,29 @@ class RewardWeightedRegression(Refiner):
         cfg = self.config
         episodes = list(demos) + list(rollouts)
         learned = np.array([reward_model.episode_rewards(e).sum() for e in episodes])
-        weights = episode_weights(learned, cfg.temperature, cfg.max_weight)
+        weights = exp_weights(learned, cfg.temperature, cfg.max_weight)
         weights[: len(demos)] *= cfg.demo_weight
         obs, act = stack_transitions(episodes)
         step_weights = np.concatenate(
             [np.full(len(e), w) for e, w in zip(episodes, weights, strict=True)]
         )
-        data = {
-            "obs": torch.as_tensor(obs),
-            "act": torch.as_tensor(act),
-            "weight": torch.as_tensor(step_weights, dtype=torch.float32),
-            "anchor": torch.as_tensor(base_policy.act(obs)),
-        }
-        refined = policy.clone()
-        metrics = self.trainer.fit(refined, anchored_weighted_loss(cfg.anchor_weight), data)
+        refined, metrics = fit_anchored(
+            self.trainer, policy, base_policy, obs, act, step_weights, cfg.anchor_weight
+        )
         ess = float(weights.sum() ** 2 / (weights**2).sum())
         return refined, {**metrics, "effective_episodes": ess}
+
+
+def fit_anchored(trainer, policy, base_policy, obs, act, weights, anchor_weight: float):
+    """Train a copy of ``policy`` on weighted ``(obs, act)`` with an L2 anchor to the base."""
+    data = {
+        "obs": torch.as_tensor(obs),
+        "act": torch.as_tensor(act),
+        "weight": torch.as_tensor(weights, dtype=torch.float32),
+        "anchor": torch.as_tensor(base_policy.act(obs)),
+    }
+    refined = policy.clone()
+    return refined, trainer.fit(refined, anchored_weighted_loss(anchor_weight), data)
 
 
 def anchored_weighted_loss(anchor_weight: float):
