@@ -47,7 +47,8 @@ def from_registry(registry: dict, group_cfg: dict, where: str, **overrides):
 
 
 def build_demo(cfg: dict, out_dir: Path):
-    """Assemble a ``PreferenceLoop`` from a resolved demo config (a plain dict)."""
+    """Assemble a ``PreferenceLoop`` and the envs it runs in (close them after) from a
+    resolved demo config (a plain dict)."""
     import torch
 
     from robopref.data import load_episodes
@@ -79,10 +80,21 @@ def build_demo(cfg: dict, out_dir: Path):
     env_cfg, _ = from_registry(ENVS, cfg["env"], "env")
     expert_cfg = build_config(ExpertConfig, cfg["expert"], "expert")
     loop_cfg = build_config(LoopConfig, {**cfg["loop"], "seed": seed}, "loop")
-    vec_env = make_vector_env(
-        env_cfg, int(cfg["num_envs"]), seed=seed, asynchronous=bool(cfg["async_envs"])
-    )
+    def env_for(config):
+        return make_vector_env(
+            config, int(cfg["num_envs"]), seed=seed, asynchronous=bool(cfg["async_envs"])
+        )
+
+    vec_env = env_for(env_cfg)
+    envs = [vec_env]
     try:
+        validation_env = None
+        if loop_cfg.validation_episodes > 0:
+            # Another draw of the task's goal variations: selection never sees eval goals.
+            validation_env = env_for(
+                dataclasses.replace(env_cfg, goal_set_seed=env_cfg.goal_set_seed + 1)
+            )
+            envs.append(validation_env)
         obs_dim = vec_env.single_observation_space.shape[0]
         act_dim = vec_env.single_action_space.shape[0]
 
@@ -130,11 +142,13 @@ def build_demo(cfg: dict, out_dir: Path):
             tensorboard=bool(cfg["tensorboard"]),
             demos=demos,
             pretrained=bool(cfg.get("policy_checkpoint")),
+            validation_env=validation_env,
         )
     except BaseException:
-        vec_env.close()
+        for env in envs:
+            env.close()
         raise
-    return loop, vec_env
+    return loop, envs
 
 
 def run_demo(cfg) -> dict:
@@ -147,11 +161,12 @@ def run_demo(cfg) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    loop, vec_env = build_demo(resolved, out_dir)
+    loop, envs = build_demo(resolved, out_dir)
     try:
         summary = loop.run()
     finally:
-        vec_env.close()
+        for env in envs:
+            env.close()
     plot_run(summary, out_dir)
     print(format_table([summary]))
     print(f"results: {out_dir}")

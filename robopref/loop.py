@@ -9,6 +9,10 @@
         r_hat  <- reward_model.fit(P)                              # train reward
         pi_k   <- refiner(pi_0, D_1..k, r_hat)                     # refine
         report success(pi_k), accuracy(r_hat on held-out pairs)   # evaluate
+    pi*    <- argmax_k  mean learned return of pi_k on validation goals   # select
+
+Validation goals are a separate draw of the task's goal variations, and selection reads
+only the learned reward: ground truth (success, true reward) is used for reporting alone.
 
 Everything it uses arrives as an object; this module reads no configuration files.
 """
@@ -16,6 +20,7 @@ Everything it uses arrives as an object; this module reads no configuration file
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +53,8 @@ class LoopConfig:
         candidates_per_query: candidate pairs scored per query asked.
         eval_episodes: evaluation episodes (goals 0..N-1, deterministic policy).
         heldout_pairs: segment pairs from evaluation episodes scoring the reward model.
+        validation_episodes: deterministic episodes per candidate policy on validation goals,
+            scored by the learned reward to select the final policy (0: take the last round).
         refine_from: ``"base"`` refines the BC policy on all data each round; ``"latest"``
             continues from the previous round's policy.
         seed: seeds goals, exploration and segment sampling.
@@ -63,6 +70,7 @@ class LoopConfig:
     candidates_per_query: int = 10
     eval_episodes: int = 50
     heldout_pairs: int = 1000
+    validation_episodes: int = 25
     refine_from: str = "base"
     seed: int = 0
     save_datasets: bool = True
@@ -79,12 +87,24 @@ class LoopConfig:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"loop.{name} must be >= 1, got {getattr(self, name)}")
-        if self.exploration_std < 0:
-            raise ConfigError("loop.exploration_std must be >= 0")
+        if self.exploration_std < 0 or self.validation_episodes < 0:
+            raise ConfigError("loop.exploration_std and loop.validation_episodes must be >= 0")
         if self.refine_from not in ("base", "latest"):
             raise ConfigError(
                 f"loop.refine_from must be 'base' or 'latest', got '{self.refine_from}'"
             )
+
+
+def select_by_learned_return(
+    candidates: list[list[Episode]], reward_model: RewardModel
+) -> tuple[int, list[float]]:
+    """Index of the candidate whose episodes have the highest mean learned return, and the
+    mean learned return of every candidate (ties go to the earliest)."""
+    scores = [
+        float(np.mean([reward_model.episode_rewards(e).sum() for e in episodes]))
+        for episodes in candidates
+    ]
+    return int(np.argmax(scores)), scores
 
 
 @dataclass
@@ -121,9 +141,11 @@ class PreferenceLoop:
         tensorboard: bool = True,
         demos: list[Episode] | None = None,
         pretrained: bool = False,
+        validation_env=None,
     ):
         """``demos`` replaces the scripted expert's demonstrations (e.g. a recorded dataset);
-        ``pretrained=True`` takes ``policy`` as the imitation policy and skips training it."""
+        ``pretrained=True`` takes ``policy`` as the imitation policy and skips training it;
+        ``validation_env`` (same task, other goals) serves policy selection."""
         self.config = config
         self.vec_env, self.task, self.max_steps, self.fps = vec_env, task, max_steps, fps
         self.expert, self.policy, self.bc_trainer = expert, policy, bc_trainer
@@ -136,6 +158,8 @@ class PreferenceLoop:
         self.out_dir = Path(out_dir)
         self.progress = progress
         self.demos, self.pretrained = demos, pretrained
+        self.validation_env = validation_env
+        self.validation: list[list[Episode]] = []  # per round: the candidate's episodes
         self.rng = np.random.default_rng(config.seed)
         self.history: list[RoundResult] = []
         self._writer = None
@@ -151,6 +175,7 @@ class PreferenceLoop:
         demos = self.demos or self.rollout(self.expert, cfg.num_demos, "demos")
         base = self.policy if self.pretrained else self.imitate(demos)
         bc_eval = self.evaluate(base)
+        self.validate(base)
         self.log_round(0, bc_eval, queries=0, labels=0, rollouts=[], start=start)
 
         policy, pool, preferences, asked = base, list(demos), [], 0
@@ -168,6 +193,7 @@ class PreferenceLoop:
             )
             policy.save(self.out_dir / "checkpoints" / f"policy_round{k}.pt")
             evaluation = self.evaluate(policy)
+            self.validate(policy)
             self.log_round(
                 k,
                 evaluation,
@@ -233,6 +259,20 @@ class PreferenceLoop:
             progress=self.progress,
         )
 
+    def validate(self, policy: Policy) -> None:
+        if self.validation_env is None or self.config.validation_episodes == 0:
+            return
+        goals = [g % 50 for g in range(self.config.validation_episodes)]
+        self.validation.append(
+            collect_episodes(self.validation_env, policy, goals, self.task, self.max_steps,
+                             source="validation", progress=self.progress)
+        )
+
+    def select(self) -> tuple[int, list[float]]:
+        if not self.validation:
+            return len(self.history) - 1, []
+        return select_by_learned_return(self.validation, self.reward_model)
+
     # -- bookkeeping ---------------------------------------------------------------------
     def log_round(self, k, evaluation, queries, labels, rollouts, start, extra=None):
         accuracy = float("nan")
@@ -266,13 +306,23 @@ class PreferenceLoop:
 
     def finish(self, start: float) -> dict:
         bc, last = self.history[0], self.history[-1]
+        selected, scores = self.select()
+        chosen = self.history[selected]
+        source = "policy_bc.pt" if selected == 0 else f"policy_round{selected}.pt"
+        checkpoints = self.out_dir / "checkpoints"
+        if (checkpoints / source).exists():
+            shutil.copyfile(checkpoints / source, checkpoints / "policy_selected.pt")
+        print(f"selected round {selected} by learned return on validation goals", flush=True)
         summary = {
             "format_version": METRICS_FORMAT_VERSION,
             "task": self.task,
             "seed": self.config.seed,
             "bc_success_rate": bc.success_rate,
-            "refined_success_rate": last.success_rate,
-            "improvement": last.success_rate - bc.success_rate,
+            "refined_success_rate": chosen.success_rate,
+            "improvement": chosen.success_rate - bc.success_rate,
+            "selected_round": selected,
+            "validation_learned_returns": scores,
+            "last_round_success_rate": last.success_rate,
             "reward_accuracy": last.reward_accuracy,
             "queries": last.queries,
             "labels": last.labels,

@@ -22,6 +22,7 @@ TINY = [
     "loop.queries_per_round=10",
     "loop.segment_length=20",
     "loop.heldout_pairs=20",
+    "loop.validation_episodes=2",
     "train.bc.steps=20",
     "train.reward.steps=5",
     "train.refine.steps=5",
@@ -113,8 +114,13 @@ def test_multirun_sweeps_seeds_and_writes_every_artifact(tmp_path):
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["labels"] <= metrics["queries"] == 10
         assert [r["round"] for r in metrics["rounds"]] == [0, 1]
+        assert metrics["selected_round"] in (0, 1)
+        assert len(metrics["validation_learned_returns"]) == 2
+        chosen = metrics["rounds"][metrics["selected_round"]]["success_rate"]
+        assert metrics["refined_success_rate"] == chosen
         for name in ("config.yaml", "success_vs_round.png", "reward_accuracy_vs_labels.png",
-                     "checkpoints/policy_bc.pt", "checkpoints/policy_round1.pt"):
+                     "checkpoints/policy_bc.pt", "checkpoints/policy_round1.pt",
+                     "checkpoints/policy_selected.pt"):
             assert (run / name).is_file(), name
         assert list((run / "tb").rglob("events.out.tfevents*"))
         assert (run / "datasets" / "demos" / "meta" / "info.json").is_file()

@@ -151,16 +151,16 @@ def test_initialisation_is_seeded_and_leaves_global_rng_alone():
     b, c = ensemble(seed=5), ensemble(seed=6)
     for key, value in a.state_dict().items():
         assert torch.equal(value, b.state_dict()[key]), key
-    assert not torch.equal(a.stack.params["0__weight"], c.stack.params["0__weight"])
+    assert not torch.equal(a.stack.weight["0"], c.stack.weight["0"])
     # Members start different from each other.
-    w = a.stack.params["0__weight"]
+    w = a.stack.weight["0"]
     assert not torch.equal(w[0], w[1])
 
 
 def test_output_bound_limits_rewards():
     model = ensemble(output_bound=0.5)
     with torch.no_grad():
-        for p in model.stack.params.values():
+        for p in model.stack.parameters():
             p.mul_(30.0)
     obs = np.random.default_rng(0).normal(scale=10, size=(8, 6, OBS_DIM)).astype(np.float32)
     act = np.zeros((8, 6, ACT_DIM), np.float32)
@@ -169,7 +169,7 @@ def test_output_bound_limits_rewards():
     assert np.abs(rewards).max() > 0.45
 
 
-def test_stacked_mlp_vmap_equals_loop_over_members():
+def test_stacked_mlp_equals_loop_over_members():
     torch.manual_seed(0)
     members = [
         nn.Sequential(
@@ -195,7 +195,7 @@ def test_stacked_mlp_parameters_train():
     torch.manual_seed(0)
     stacked = StackedMLP([nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1))] * 2)
     names = {name for name, _ in stacked.named_parameters()}
-    assert names == {"params.0__weight", "params.0__bias", "params.2__weight", "params.2__bias"}
+    assert names == {"weight.0", "bias.0", "weight.2", "bias.2"}
     stacked(torch.randn(5, 2)).sum().backward()
     assert all(p.grad is not None for p in stacked.parameters())
 
@@ -209,13 +209,12 @@ def test_forward_matches_member_modules_after_normalisation():
         model.in_std.fill_(2.0)
         out = model(obs, act)  # (M, 3, 4)
         x = (torch.cat([obs, act], -1) - 0.5) / 2.0
-        params = {k.replace("__", "."): v for k, v in model.stack.params.items()}
+        weight, bias = model.stack.weight, model.stack.bias  # (M, in, out), (M, 1, out)
         for m in range(2):
             h = x
-            for i in (0, 2):
-                h = h @ params[f"{i}.weight"][m].T + params[f"{i}.bias"][m]
-                h = nn.functional.leaky_relu(h)
-            r = (h @ params["4.weight"][m].T + params["4.bias"][m]).squeeze(-1)
+            for i in ("0", "2"):
+                h = nn.functional.leaky_relu(h @ weight[i][m] + bias[i][m])
+            r = (h @ weight["4"][m] + bias["4"][m]).squeeze(-1)
             assert torch.allclose(out[m], torch.tanh(r), atol=1e-5)
 
 
@@ -272,7 +271,7 @@ def test_equal_labels_pull_segment_returns_together():
     prefs = [Preference(a, b, Label.EQUAL) for a, b in pairs]
     model = ensemble(members=2, steps=200, output_bound=0.0)
     with torch.no_grad():
-        for p in model.stack.params.values():
+        for p in model.stack.parameters():
             p.mul_(3.0)  # start with clearly different returns
 
     obs, act = segment_pair_arrays(pairs, episodes)  # (B, 2, L, dim)

@@ -1,8 +1,8 @@
 """Bradley–Terry reward ensemble with members evaluated in one vectorised pass.
 
 Members are independent MLPs (different initialisations) whose parameters are stacked
-with ``torch.func.stack_module_state`` and evaluated with ``torch.func.vmap`` over
-``functional_call``: one kernel launch per layer for the whole ensemble.
+with ``torch.func.stack_module_state`` and evaluated as batched matmuls: one kernel per
+layer for the whole ensemble (``StackedMLP``).
 
 Loss for a pair (a, b) with target y = P(a preferred) (1, 0, or 0.5 for "equal")::
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import stack_module_state
 
 from robopref.data import Episode, Preference, preference_targets, segment_pair_arrays
 from robopref.errors import CheckpointError, ConfigError
@@ -62,26 +62,42 @@ def _member(in_dim: int, hidden: list[int]) -> nn.Sequential:
 
 
 class StackedMLP(nn.Module):
-    """M MLPs of one architecture whose parameters are stacked along a leading dim."""
+    """M MLPs of one architecture, evaluated together in one pass.
 
-    def __init__(self, members: list[nn.Module]):
+    Parameters are stacked along a leading member dimension (``torch.func.stack_module_state``,
+    so each member keeps its own default initialisation) and every ``nn.Linear`` becomes one
+    batched matmul (``torch.baddbmm``) over all members; other layers of the member
+    architecture (element-wise activations) are applied as they are. On CPU this measured
+    faster than both a Python loop over members and ``torch.func.vmap`` over
+    ``functional_call`` (see ``benchmarks/reward_ensemble_throughput.py``).
+    """
+
+    def __init__(self, members: list[nn.Sequential]):
         super().__init__()
-        params, buffers = stack_module_state(members)
-        # ParameterDict keys may not contain dots.
-        self.params = nn.ParameterDict(
-            {k.replace(".", "__"): nn.Parameter(v) for k, v in params.items()}
+        params, _ = stack_module_state(members)
+        self.layers = [
+            str(i) if isinstance(layer, nn.Linear) else copy.deepcopy(layer)
+            for i, layer in enumerate(members[0])
+        ]
+        linear = [name for name in self.layers if isinstance(name, str)]
+        # Stored as (M, in, out) and (M, 1, out): the layout baddbmm consumes directly.
+        self.weight = nn.ParameterDict(
+            {i: nn.Parameter(params[f"{i}.weight"].transpose(1, 2).contiguous()) for i in linear}
         )
-        self._buffers_stacked = buffers
-        base = copy.deepcopy(members[0]).to("meta")
-        self._call = lambda p, b, x: functional_call(base, (p, b), (x,))
+        self.bias = nn.ParameterDict(
+            {i: nn.Parameter(params[f"{i}.bias"].unsqueeze(1).contiguous()) for i in linear}
+        )
         self.num_members = len(members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (M, N, in)`` (one input per member) or ``(N, in)`` (shared) -> ``(M, N)``."""
-        params = {k.replace("__", "."): v for k, v in self.params.items()}
-        in_dim = 0 if x.dim() == 3 else None
-        out = vmap(self._call, in_dims=(0, 0, in_dim))(params, self._buffers_stacked, x)
-        return out.squeeze(-1)
+        h = x if x.dim() == 3 else x.expand(self.num_members, *x.shape)
+        for layer in self.layers:
+            if isinstance(layer, str):
+                h = torch.baddbmm(self.bias[layer], h, self.weight[layer])
+            else:
+                h = layer(h)
+        return h.squeeze(-1)
 
 
 class BTEnsemble(nn.Module, RewardModel):
