@@ -67,9 +67,9 @@ class StackedMLP(nn.Module):
     Parameters are stacked along a leading member dimension (``torch.func.stack_module_state``,
     so each member keeps its own default initialisation) and every ``nn.Linear`` becomes one
     batched matmul (``torch.baddbmm``) over all members; other layers of the member
-    architecture (element-wise activations) are applied as they are. On CPU this measured
-    faster than both a Python loop over members and ``torch.func.vmap`` over
-    ``functional_call`` (see ``benchmarks/reward_ensemble_throughput.py``).
+    architecture (element-wise activations) are applied as they are: one kernel per layer
+    for the whole ensemble, which is what pays on a GPU. On a 2-core CPU a Python loop over
+    members measured faster (see ``benchmarks/reward_ensemble_throughput.py``).
     """
 
     def __init__(self, members: list[nn.Sequential]):
