@@ -170,16 +170,6 @@ def test_rwr_moves_policy_toward_rewarded_actions(sign):
     assert 1.0 <= metrics["effective_episodes"] < len(rollouts)
 
 
-def test_rwr_anchor_keeps_policy_near_base():
-    base = make_base_policy()
-    rollouts = rollouts_around(base)
-    model = ActionRewardModel()
-    loose, _ = refiner(anchor_weight=0.0).refine(base.clone(), base, rollouts, [], model)
-    tight, _ = refiner(anchor_weight=50.0).refine(base.clone(), base, rollouts, [], model)
-    assert abs(mean_shift(tight, base)) < 0.5 * abs(mean_shift(loose, base))
-    assert mean_shift(loose, base) > 0.1
-
-
 def test_rwr_effective_episodes_is_all_episodes_when_returns_tie():
     base = make_base_policy()
     rollouts = rollouts_around(base, n=6)
@@ -230,13 +220,15 @@ def test_awr_moves_policy_toward_rewarded_actions(sign):
     assert 0.0 < metrics["effective_step_fraction"] < 1.0
 
 
-def test_awr_anchor_keeps_policy_near_base():
+@pytest.mark.parametrize("make_refiner", [refiner, awr], ids=["rwr", "awr"])
+def test_anchor_keeps_policy_near_base(make_refiner):
     base = make_base_policy()
     rollouts = rollouts_around(base)
     model = ActionRewardModel()
-    loose, _ = awr(anchor_weight=0.0).refine(base.clone(), base, rollouts, [], model)
-    tight, _ = awr(anchor_weight=50.0).refine(base.clone(), base, rollouts, [], model)
+    loose, _ = make_refiner(anchor_weight=0.0).refine(base.clone(), base, rollouts, [], model)
+    tight, _ = make_refiner(anchor_weight=50.0).refine(base.clone(), base, rollouts, [], model)
     assert abs(mean_shift(tight, base)) < 0.5 * abs(mean_shift(loose, base))
+    assert mean_shift(loose, base) > 0.1
 
 
 def test_awr_is_registered():
