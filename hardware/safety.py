@@ -1,0 +1,498 @@
+"""The safety layer that wraps any ``ForceArm``: ``SafeArm(arm, SafetyConfig(...))``.
+
+Borrowed from libfranka reflexes, UR safety functions and the polymetis / deoxys watchdogs:
+
+* non-finite commands are refused before anything reaches the arm;
+* every command is clipped into a workspace box, then limited per tick in translation and
+  rotation relative to the last command sent (speed limits become per-tick limits through
+  the arm's control period, so the tighter of step and speed wins);
+* the arm's wrench is read before each command: over the force or torque limit the layer
+  stops the arm and latches a protective stop, so motion halts within one control tick;
+* a watchdog holds the measured pose when commands stop arriving;
+* ``recover()`` is the only way out of a latched stop.
+
+Every clip, refusal, stop, recovery and hold is recorded as a ``SafetyEvent`` and, with
+``event_log_path``, appended to a JSON Lines file and flushed at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from robopref.errors import ConfigError, NonFiniteError
+from robopref.hardware.base import (
+    ArmObservation,
+    ForceArm,
+    HardwareError,
+    NotConnectedError,
+    ProtectiveStop,
+)
+
+__all__ = ["SafeArm", "SafetyConfig", "SafetyEvent"]
+
+_POSITIVE_LIMITS = {
+    "max_step_translation_m": "m",
+    "max_step_rotation_rad": "rad",
+    "max_speed_m_s": "m/s",
+    "max_angular_speed_rad_s": "rad/s",
+    "max_force_n": "N",
+    "max_torque_nm": "N*m",
+    "watchdog_timeout_s": "s",
+}
+
+
+@dataclass
+class SafetyConfig:
+    """Limits of ``SafeArm``; all SI. Set the workspace for your cell before using a real arm.
+
+    Attributes:
+        workspace_min: ``(3,)`` lower corner (m) of the box the commanded TCP position must
+            stay in, arm base frame.
+        workspace_max: ``(3,)`` upper corner (m) of that box; strictly above ``workspace_min``.
+        max_step_translation_m: largest TCP translation (m) between consecutive commands.
+        max_step_rotation_rad: largest TCP rotation (rad) between consecutive commands.
+        max_speed_m_s: largest commanded TCP speed (m/s); applied per tick as
+            ``max_speed_m_s * control_period_s``.
+        max_angular_speed_rad_s: largest commanded TCP angular speed (rad/s), per tick alike.
+        max_force_n: protective stop when ``|(fx, fy, fz)|`` exceeds this (N).
+        max_torque_nm: protective stop when ``|(tx, ty, tz)|`` exceeds this (N*m).
+        watchdog_timeout_s: hold the measured pose when no command came for this long (s).
+        event_log_path: JSON Lines file each event is appended to; ``None`` keeps them in
+            memory only.
+        max_events: events kept in memory (oldest dropped first); the file keeps all.
+    """
+
+    workspace_min: Sequence[float] = (-1.0, -1.0, 0.0)
+    workspace_max: Sequence[float] = (1.0, 1.0, 1.0)
+    max_step_translation_m: float = 0.01
+    max_step_rotation_rad: float = 0.05
+    max_speed_m_s: float = 0.25
+    max_angular_speed_rad_s: float = 1.0
+    max_force_n: float = 50.0
+    max_torque_nm: float = 10.0
+    watchdog_timeout_s: float = 0.5
+    event_log_path: str | Path | None = None
+    max_events: int = 100_000
+
+    def __post_init__(self) -> None:
+        self.workspace_min = _corner("workspace_min", self.workspace_min)
+        self.workspace_max = _corner("workspace_max", self.workspace_max)
+        for axis, (lo, hi) in enumerate(zip(self.workspace_min, self.workspace_max, strict=True)):
+            if not lo < hi:
+                raise ConfigError(
+                    f"safety workspace_min[{axis}]={lo} must be below workspace_max[{axis}]={hi}: "
+                    "swap or widen the workspace box (m)"
+                )
+        for name, unit in _POSITIVE_LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"safety {name}={value!r} must be a number in {unit}")
+            if not 0 < value < math.inf:
+                raise ConfigError(
+                    f"safety {name}={value} must be positive and finite ({unit}); "
+                    "to relax a limit, raise it"
+                )
+            setattr(self, name, float(value))
+        if self.event_log_path is not None and not isinstance(self.event_log_path, str | Path):
+            raise ConfigError(
+                f"safety event_log_path={self.event_log_path!r} must be a file path or None"
+            )
+        if isinstance(self.max_events, bool) or not isinstance(self.max_events, int):
+            raise ConfigError(f"safety max_events={self.max_events!r} must be an integer")
+        if self.max_events < 1:
+            raise ConfigError(f"safety max_events={self.max_events} must be at least 1")
+
+
+def _corner(name: str, value: Any) -> tuple[float, float, float]:
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"safety {name}={value!r} must be 3 numbers [x, y, z] (m)") from exc
+    if array.shape != (3,) or not np.all(np.isfinite(array)):
+        raise ConfigError(f"safety {name}={value!r} must be 3 finite numbers [x, y, z] (m)")
+    return (float(array[0]), float(array[1]), float(array[2]))
+
+
+@dataclass(frozen=True)
+class SafetyEvent:
+    """One thing the safety layer did.
+
+    Attributes:
+        timestamp: s, from the ``SafeArm`` clock (``time.monotonic()`` unless injected).
+        kind: ``"clip"``, ``"non_finite_command"``, ``"protective_stop"``, ``"recover"``,
+            ``"watchdog_hold"`` or ``"watchdog_error"``.
+        detail: JSON-ready facts, e.g. for a clip ``{"limit", "requested", "sent"}`` and for a
+            stop ``{"reason", ...}``.
+    """
+
+    timestamp: float
+    kind: str
+    detail: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """One line of strict JSON; non-finite numbers become the strings "nan"/"inf"/"-inf"."""
+        return json.dumps(
+            {"timestamp": self.timestamp, "kind": self.kind, "detail": _jsonable(self.detail)},
+            allow_nan=False,
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        return number if math.isfinite(number) else str(number)
+    return value
+
+
+def _continuous_rotvec(rotation: Rotation, reference: np.ndarray) -> np.ndarray:
+    """The rotation vector of ``rotation`` closest to ``reference``: near 180 deg the
+    canonical vector flips sign, and the equivalent ``(angle - 2*pi) * axis`` avoids a
+    command that looks like a jump to a controller interpolating rotation vectors."""
+    canonical = rotation.as_rotvec()
+    angle = float(np.linalg.norm(canonical))
+    if angle < 1e-12:
+        return canonical
+    alternative = canonical * (1.0 - 2.0 * math.pi / angle)
+    if np.linalg.norm(alternative - reference) < np.linalg.norm(canonical - reference):
+        return alternative
+    return canonical
+
+
+class SafeArm(ForceArm):
+    """Wraps ``arm`` so every command obeys ``config`` (see the module docstring).
+
+    ``send_action`` returns exactly what the wrapped arm returned for the clipped command.
+    ``clock`` (s) timestamps events and drives the watchdog; inject a fake one in tests.
+    A latched stop survives ``disconnect()``/``connect()``; only ``recover()`` clears it.
+    """
+
+    def __init__(
+        self,
+        arm: ForceArm,
+        config: SafetyConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.arm = arm
+        self.config = config if config is not None else SafetyConfig()
+        self._clock = clock
+        # Re-entrant: send_action latches stops and logs while holding it.
+        self._lock = threading.RLock()
+        self._low = np.array(self.config.workspace_min)
+        self._high = np.array(self.config.workspace_max)
+        self._latched = False
+        self._stop_reason = ""
+        self._reference: np.ndarray | None = None  # last command sent, for the step limits
+        self._last_command_time = clock()
+        self._held = False
+        self._events: deque[SafetyEvent] = deque(maxlen=self.config.max_events)
+        self._log_file: IO[str] | None = None
+        self._watchdog: threading.Thread | None = None
+        self._watchdog_quit = threading.Event()
+
+    # ----------------------------------------------------------------- delegated state
+    @property
+    def n_joints(self) -> int:
+        return self.arm.n_joints
+
+    @property
+    def is_connected(self) -> bool:
+        return self.arm.is_connected
+
+    @property
+    def control_period_s(self) -> float:
+        return self.arm.control_period_s
+
+    @property
+    def is_stopped(self) -> bool:
+        return self._latched or self.arm.is_stopped
+
+    @property
+    def events(self) -> list[SafetyEvent]:
+        with self._lock:
+            return list(self._events)
+
+    @property
+    def translation_limit_m(self) -> float:
+        """Largest TCP translation (m) allowed between consecutive commands."""
+        return min(
+            self.config.max_step_translation_m, self.config.max_speed_m_s * self.control_period_s
+        )
+
+    @property
+    def rotation_limit_rad(self) -> float:
+        """Largest TCP rotation (rad) allowed between consecutive commands."""
+        return min(
+            self.config.max_step_rotation_rad,
+            self.config.max_angular_speed_rad_s * self.control_period_s,
+        )
+
+    # ----------------------------------------------------------------- lifecycle
+    def connect(self) -> None:
+        with self._lock:
+            self.arm.connect()
+            observation = self._checked(self.arm.get_observation())
+            self._reference = np.array(observation.tcp_pose, dtype=np.float64)
+            self._last_command_time = self._clock()
+            self._held = False
+
+    def disconnect(self) -> None:
+        self.stop_watchdog()
+        with self._lock:
+            self.arm.disconnect()
+            self._reference = None
+            if self._log_file is not None:
+                self._log_file.close()
+                self._log_file = None
+
+    # ----------------------------------------------------------------- observation
+    def get_observation(self) -> ArmObservation:
+        """The arm's observation with ``protective_stop`` set when a stop is latched.
+
+        A wrench over a limit latches a stop (the observation is still returned); a
+        non-finite observation latches a stop and raises ``HardwareError``.
+        """
+        with self._lock:
+            observation = self._checked(self.arm.get_observation())
+            return dataclasses.replace(
+                observation, protective_stop=self.is_stopped or observation.protective_stop
+            )
+
+    def _checked(self, observation: ArmObservation) -> ArmObservation:
+        broken = [
+            name for name, value in observation.as_dict().items() if not np.all(np.isfinite(value))
+        ]
+        if broken:
+            self._latch("non_finite_observation", fields=broken)
+            raise HardwareError(
+                f"arm reported non-finite {', '.join(broken)}: protective stop latched; "
+                "check the arm and sensor, then call recover()"
+            )
+        wrench = np.asarray(observation.wrench, dtype=np.float64)
+        force = float(np.linalg.norm(wrench[:3]))
+        torque = float(np.linalg.norm(wrench[3:]))
+        if force > self.config.max_force_n:
+            self._latch("force_limit", force_n=force, limit_n=self.config.max_force_n)
+        elif torque > self.config.max_torque_nm:
+            self._latch("torque_limit", torque_nm=torque, limit_nm=self.config.max_torque_nm)
+        return observation
+
+    # ----------------------------------------------------------------- commands
+    def send_action(self, target_pose: np.ndarray) -> np.ndarray:
+        """Clips ``target_pose`` ``(6,)`` (m, rad) to the limits, sends it, and returns what
+        the wrapped arm returned. Raises ``NonFiniteError`` (nothing sent) for NaN/inf,
+        ``ProtectiveStop`` while a stop is latched or when the wrench is over a limit, and
+        ``HardwareError`` when the arm reports non-finite state."""
+        with self._lock:
+            if not self.arm.is_connected:
+                raise NotConnectedError(
+                    "arm is not connected: call connect() or use 'with arm:' before commanding"
+                )
+            requested = np.array(target_pose, dtype=np.float64)
+            if requested.shape != (6,):
+                raise ValueError(
+                    f"expected a (6,) TCP target [x, y, z, rx, ry, rz], got {requested.shape}"
+                )
+            if not np.all(np.isfinite(requested)):
+                self._log("non_finite_command", requested=requested)
+                raise NonFiniteError(
+                    f"refused non-finite TCP target {requested.tolist()}: nothing was sent"
+                )
+            if self.is_stopped:
+                raise ProtectiveStop("protective stop latched: call recover() before commanding")
+            observation = self._checked(self.arm.get_observation())
+            if self._latched:
+                raise ProtectiveStop(
+                    f"protective stop ({self._stop_reason}): nothing was sent; "
+                    "remove the load, then call recover()"
+                )
+            if self._reference is None:
+                self._reference = np.array(observation.tcp_pose, dtype=np.float64)
+            command = self._clip(requested, self._reference)
+            try:
+                sent = self.arm.send_action(command)
+            except ProtectiveStop as exc:
+                self._latch("arm_stop", message=str(exc))
+                raise
+            sent_array = np.asarray(sent, dtype=np.float64)
+            # Step limits count from what the arm really took, which may be clipped further.
+            self._reference = sent_array.copy() if np.all(np.isfinite(sent_array)) else command
+            self._last_command_time = self._clock()
+            self._held = False
+            return sent
+
+    def _clip(self, requested: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        position = requested[:3]
+        boxed = np.clip(position, self._low, self._high)
+        if not np.array_equal(boxed, position):
+            self._log("clip", limit="workspace", requested=position, sent=boxed)
+        position = boxed
+        # Stepping from inside the box toward a point inside it stays inside (convexity); an
+        # arm that starts outside is led back at the step limit rather than jumped in.
+        delta = position - reference[:3]
+        distance = float(np.linalg.norm(delta))
+        limit = self.translation_limit_m
+        if distance > limit:
+            stepped = reference[:3] + delta * (limit / distance)
+            if np.all(reference[:3] >= self._low) and np.all(reference[:3] <= self._high):
+                stepped = np.clip(stepped, self._low, self._high)
+            name = (
+                "max_step_translation_m"
+                if self.config.max_step_translation_m <= limit
+                else "max_speed_m_s"
+            )
+            self._log("clip", limit=name, requested=position, sent=stepped, limit_value=limit)
+            position = stepped
+
+        rotvec = requested[3:]
+        if np.array_equal(rotvec, reference[3:]):
+            return np.concatenate([position, rotvec])  # no turn: skip the rotation maths
+        current = Rotation.from_rotvec(reference[3:])
+        relative = Rotation.from_rotvec(rotvec) * current.inv()
+        step = relative.as_rotvec()
+        angle = float(np.linalg.norm(step))
+        limit = self.rotation_limit_rad
+        if angle > limit:
+            turned = Rotation.from_rotvec(step * (limit / angle)) * current
+            clipped = _continuous_rotvec(turned, reference[3:])
+            name = (
+                "max_step_rotation_rad"
+                if self.config.max_step_rotation_rad <= limit
+                else "max_angular_speed_rad_s"
+            )
+            self._log("clip", limit=name, requested=rotvec, sent=clipped, limit_value=limit)
+            rotvec = clipped
+        return np.concatenate([position, rotvec])
+
+    # ----------------------------------------------------------------- stops
+    def _latch(self, reason: str, **detail: Any) -> None:
+        if self._latched:
+            return
+        self._latched = True
+        self._stop_reason = reason
+        self._halt_arm()
+        self._log("protective_stop", reason=reason, **detail)
+
+    def stop(self) -> None:
+        """Halts the arm now and latches a protective stop until ``recover()``."""
+        with self._lock:
+            if self._latched:
+                self._halt_arm()
+                return
+            self._latch("stop_requested")
+
+    def _halt_arm(self) -> None:
+        # A disconnected arm is not moving; the latch holds either way.
+        with contextlib.suppress(NotConnectedError):
+            self.arm.stop()
+
+    def recover(self) -> None:
+        """Clears the latch and the arm's own stop; step limits then count from the
+        measured pose."""
+        with self._lock:
+            self.arm.recover()
+            self._latched = False
+            observation = self._checked(self.arm.get_observation())
+            self._reference = np.array(observation.tcp_pose, dtype=np.float64)
+            self._last_command_time = self._clock()
+            self._held = False
+            self._log("recover", pose=self._reference)
+
+    # ----------------------------------------------------------------- watchdog
+    def poll(self, now: float | None = None) -> bool:
+        """One watchdog check: latch a stop on an over-limit wrench, and when no command came
+        for ``watchdog_timeout_s`` command the measured pose once (until the next command).
+        Returns whether it commanded a hold."""
+        with self._lock:
+            now = self._clock() if now is None else now
+            if not self.arm.is_connected or self.is_stopped:
+                return False
+            try:
+                observation = self._checked(self.arm.get_observation())
+            except HardwareError:
+                return False  # latched and logged by _checked
+            if self._latched or self._held:
+                return False
+            idle = now - self._last_command_time
+            if idle <= self.config.watchdog_timeout_s:
+                return False
+            hold = np.array(observation.tcp_pose, dtype=np.float64)
+            try:
+                sent = self.arm.send_action(hold)
+            except ProtectiveStop as exc:
+                self._latch("arm_stop", message=str(exc))
+                return False
+            sent_array = np.asarray(sent, dtype=np.float64)
+            self._reference = sent_array.copy() if np.all(np.isfinite(sent_array)) else hold
+            self._held = True
+            self._log("watchdog_hold", idle_s=idle, pose=hold)
+            return True
+
+    def start_watchdog(self, period_s: float | None = None) -> None:
+        """Runs ``poll()`` every ``period_s`` s (default: the control period) in a daemon
+        thread until ``stop_watchdog()`` or ``disconnect()``."""
+        period = self.control_period_s if period_s is None else float(period_s)
+        if not 0 < period < math.inf:
+            raise ConfigError(f"watchdog period_s={period_s!r} must be positive seconds")
+        with self._lock:
+            if self._watchdog is not None and self._watchdog.is_alive():
+                return
+            self._watchdog_quit.clear()
+            self._watchdog = threading.Thread(
+                target=self._watch, args=(period,), name="robopref-safety-watchdog", daemon=True
+            )
+            self._watchdog.start()
+
+    def stop_watchdog(self) -> None:
+        thread = self._watchdog
+        if thread is None:
+            return
+        self._watchdog_quit.set()
+        if thread is not threading.current_thread():
+            thread.join()
+        self._watchdog = None
+
+    @property
+    def watchdog_running(self) -> bool:
+        return self._watchdog is not None and self._watchdog.is_alive()
+
+    def _watch(self, period: float) -> None:
+        while not self._watchdog_quit.wait(period):
+            try:
+                self.poll()
+            except Exception as exc:  # the thread must outlive one bad poll
+                with self._lock:
+                    self._log("watchdog_error", error=f"{type(exc).__name__}: {exc}")
+
+    # ----------------------------------------------------------------- events
+    def _log(self, kind: str, **detail: Any) -> None:
+        event = SafetyEvent(self._clock(), kind, _jsonable(detail))
+        self._events.append(event)
+        path = self.config.event_log_path
+        if path is None:
+            return
+        if self._log_file is None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = open(path, "a", encoding="utf-8")  # noqa: SIM115  (kept open)
+        self._log_file.write(event.to_json() + "\n")
+        self._log_file.flush()
