@@ -24,6 +24,8 @@ lint: setup
 bench: setup
 	.venv/bin/python benchmarks/env_step_overhead.py
 	.venv/bin/python benchmarks/reward_ensemble_throughput.py
+	.venv/bin/python benchmarks/sim_arm_steps.py
+	.venv/bin/python benchmarks/control_loop_rate.py
 
 clean:
 	rm -rf .venv runs outputs multirun

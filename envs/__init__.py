@@ -7,10 +7,22 @@ from robopref.envs.metaworld import (
     make_metaworld_env,
     metaworld_task_names,
 )
+from robopref.envs.peel import (
+    PeelConfig,
+    PeelEnv,
+    PeelExpert,
+    PeelExpertConfig,
+    PeelTask,
+    make_peel_env,
+    register_gym_envs,
+)
 from robopref.envs.vector import make_vector_env
 
 # The one registry of environment families: name -> (config class, factory).
-ENVS = {"metaworld": (MetaWorldConfig, make_metaworld_env)}
+ENVS = {
+    "metaworld": (MetaWorldConfig, make_metaworld_env),
+    "peel": (PeelConfig, make_peel_env),
+}
 
 __all__ = [
     "ENVS",
@@ -18,7 +30,14 @@ __all__ = [
     "MetaWorldConfig",
     "MetaWorldEnv",
     "NoisyExpert",
+    "PeelConfig",
+    "PeelEnv",
+    "PeelExpert",
+    "PeelExpertConfig",
+    "PeelTask",
     "make_metaworld_env",
+    "make_peel_env",
     "make_vector_env",
     "metaworld_task_names",
+    "register_gym_envs",
 ]

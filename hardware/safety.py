@@ -418,6 +418,15 @@ class SafeArm(ForceArm):
             self._held = False
             self._log("recover", pose=self._reference)
 
+    def sync_reference(self) -> None:
+        """Take the measured pose as the reference of the step limits, e.g. after a simulated
+        reset teleported the arm; unlike ``recover()`` it leaves a latched stop latched."""
+        with self._lock:
+            observation = self._checked(self.arm.get_observation())
+            self._reference = np.array(observation.tcp_pose, dtype=np.float64)
+            self._last_command_time = self._clock()
+            self._held = False
+
     # ----------------------------------------------------------------- watchdog
     def poll(self, now: float | None = None) -> bool:
         """One watchdog check: latch a stop on an over-limit wrench, and when no command came

@@ -299,6 +299,24 @@ def test_recover_restarts_step_limits_from_the_measured_pose():
     assert safe.events[-2].kind == "recover"
 
 
+def test_sync_reference_restarts_step_limits_but_keeps_a_stop_latched():
+    config = SafetyConfig(**BOX, max_step_translation_m=0.01, max_speed_m_s=10.0)
+    safe, inner = _safe(config, FakeArmConfig(initial_pose=HOME, tracking=1.0))
+    far = np.array([0.6, 0.0, 0.3, math.pi, 0.0, 0.0])
+    safe.send_action(far)
+    # A simulated reset teleports the arm: step limits must count from the new pose.
+    inner.send_action(np.array([0.3, 0.1, 0.4, math.pi, 0.0, 0.0]))
+    safe.sync_reference()
+    measured = safe.get_observation().tcp_pose.copy()
+    safe.send_action(far)
+    assert np.linalg.norm(inner.commands[-1][:3] - measured[:3]) == pytest.approx(0.01)
+    safe.stop()
+    safe.sync_reference()
+    assert safe.is_stopped
+    with pytest.raises(ProtectiveStop):
+        safe.send_action(far)
+
+
 # ------------------------------------------------------------------ watchdog
 @PROPERTY
 @given(

@@ -1,0 +1,243 @@
+"""``robopref record``: help, one-line errors, --resume, and the 10-episode scripted recording
+of the Peel contact task that a BC policy is then trained on and evaluated in ``PeelEnv``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from robopref.data import load_episodes
+
+FAST = ["record.realtime=false", "progress=false"]
+
+
+def robopref(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "robopref.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+
+
+def robopref_in_process(*args: str, capsys) -> str:
+    """Run the CLI in this process (lerobot is imported once per test session, not per run);
+    returns its stdout. The subprocess tests above cover the real entry point."""
+    from robopref.cli import main
+
+    argv = sys.argv
+    try:
+        main(list(args))
+    finally:
+        sys.argv = argv
+    return capsys.readouterr().out
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def session(root: Path) -> tuple[dict, str]:
+    """The newest session folder beside the dataset: recording.json and config.yaml."""
+    sessions = sorted((root.parent / f"{root.name}.sessions").iterdir())
+    newest = sessions[-1]
+    return json.loads((newest / "recording.json").read_text()), (newest / "config.yaml").read_text()
+
+
+def test_help_lists_record_and_its_config_groups():
+    result = robopref("--help")
+    assert result.returncode == 0
+    for word in (
+        "record",
+        "--resume",
+        "hardware",
+        "teleop",
+        "sensor",
+        "spacemouse",
+        "gamepad",
+        "scripted",
+        "netft",
+        "ft300",
+        "franka",
+        "ur",
+    ):
+        assert word in result.stdout, word
+
+
+# Options a real device needs before its config validates (the shipped defaults are empty).
+REQUIRED = {"ur": ["hardware.host=10.0.0.2"], "franka": ["hardware.fci_ip=172.16.0.2"]}
+
+
+def test_every_record_option_composes_and_builds_its_config():
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from robopref.cli import _config_groups
+    from robopref.hardware import ARMS, SENSORS, TELEOPS, build_config
+
+    registries = {"hardware": ARMS, "sensor": SENSORS, "teleop": TELEOPS}
+    # Keys the CLI reads itself before handing the rest to the device's config class.
+    cli_keys = {"name", "watchdog", "policy", "expert"}
+    groups = _config_groups()
+    for group, registry in registries.items():
+        assert set(groups[group]) - {"none"} == set(registry), group
+        for option in groups[group]:
+            overrides = [f"{group}={option}", *REQUIRED.get(option, [])]
+            with initialize_config_module("robopref.configs", version_base=None):
+                cfg = OmegaConf.to_container(compose("record", overrides=overrides), resolve=True)
+            values = cfg[group]
+            assert values["name"] == option
+            if option == "none":
+                continue
+            kind = {"hardware": "arm"}.get(group, group)
+            options = {k: v for k, v in values.items() if k not in cli_keys}
+            config = build_config(registry, kind, option, options)
+            if group == "hardware":
+                assert config.control_hz == cfg["record"]["fps"]  # the arm runs at record.fps
+
+
+def test_record_errors_are_one_line(tmp_path):
+    root = f"record.root={tmp_path}/ds"
+    line = one_error_line(robopref("record", "hardware=fake", "sensor=sim", root, *FAST))
+    assert "sensor=sim reads the simulated arm" in line
+    line = one_error_line(robopref("record", "hardware=ur", "teleop=scripted", root, *FAST))
+    assert "ur host is empty" in line
+    line = one_error_line(robopref("record", "record.nonsense=1", root))
+    assert "record.nonsense" in line
+    assert not (tmp_path / "ds").exists()
+
+
+def test_record_with_the_fake_arm_then_resume(tmp_path, capsys):
+    root = tmp_path / "ds"
+    args = [
+        "record",
+        "hardware=fake",
+        "teleop=scripted",
+        "teleop.policy=none",
+        "record.fps=50",
+        "record.max_episode_s=0.2",
+        f"record.root={root}",
+        *FAST,
+    ]
+    out = robopref_in_process(*args, "record.num_episodes=2", capsys=capsys)
+    assert "rerecord" in out and "scripted operator" in out  # the buttons' help comes first
+    assert "episodes saved" in out and "achieved rate" in out  # the final table
+    summary, config = session(root)
+    assert summary["episodes_saved"] == 2 and summary["first_episode_index"] == 0
+    assert "fps: 50" in config and "name: fake" in config
+    assert not (root / "recording.json").exists()  # session files stay out of the dataset
+
+    with pytest.raises(SystemExit) as info:
+        robopref_in_process(*args, "record.num_episodes=1", capsys=capsys)
+    assert info.value.code == 2
+    error = capsys.readouterr().err
+    assert "already exists" in error and "--resume" in error
+
+    robopref_in_process(*args, "record.num_episodes=1", "--resume", capsys=capsys)
+    summary, config = session(root)
+    assert summary["first_episode_index"] == 2 and summary["dataset_episodes"] == 3
+    assert "resume: true" in config
+    episodes = load_episodes(root)
+    assert [len(e) for e in episodes] == [9, 9, 9]  # 10 ticks at 50 Hz, the last one saves
+    assert [e.meta["seed"] for e in episodes] == [0, 1, 2]
+
+
+def record_peel_and_train_bc(root: Path, eval_seeds: range, capsys) -> tuple[dict, float, list]:
+    """Record 10 scripted Peel episodes through the CLI, train BC on them (PeelEnv's
+    observation layout), and evaluate it in PeelEnv; returns the recording summary, the BC
+    success rate and the removed fraction per evaluation episode."""
+    from robopref.envs.peel import OBS_DIM, PeelConfig, PeelEnv
+    from robopref.policies import BCConfig, BCPolicy, train_bc
+    from robopref.record import load_policy_episodes
+    from robopref.training import Trainer, TrainerConfig
+
+    robopref_in_process(
+        "record",
+        "hardware=sim",
+        "teleop=scripted",
+        "sensor=sim",
+        "task=peel",
+        "record.num_episodes=10",
+        "record.max_episode_s=12",
+        f"record.root={root}",
+        *FAST,
+        capsys=capsys,
+    )
+    summary, _ = session(root)
+    assert summary["episodes_saved"] == 10
+
+    episodes = load_policy_episodes(root)
+    assert len(episodes) == 10 and all(len(e) == 239 for e in episodes)  # 240 ticks, 1 saves
+    assert episodes[0].observations.shape[1] == OBS_DIM  # PeelEnv's observation layout
+    assert episodes[0].wrenches.shape == (239, 6)
+
+    # The recorded actions are what the arm was sent: replayed open-loop in PeelEnv from the
+    # same scene they reproduce the recorded states and the peel.
+    config = PeelConfig()
+    env = PeelEnv(config)
+    first = episodes[0]
+    obs, _ = env.reset(seed=first.meta["seed"])
+    for t in range(len(first)):
+        assert np.allclose(obs, first.observations[t], atol=1e-4), t
+        obs, _, _, _, info = env.step(first.actions[t])
+    assert info["removed_fraction"] == first.meta["metrics"]["removed_fraction"]
+    assert info["success"] == first.meta["metrics"]["success"]
+
+    torch.manual_seed(0)
+    bc = BCConfig(hidden_sizes=[256, 256], action_low=-0.05, action_high=0.05)
+    policy = BCPolicy(OBS_DIM, 6, bc)
+    trainer = Trainer(
+        TrainerConfig(steps=3000, batch_size=256, lr=1e-3, device="cpu", progress=False),
+        name="bc",
+    )
+    train_bc(policy, episodes, trainer)
+
+    successes, removed = [], []
+    for seed in eval_seeds:
+        obs, info = env.reset(seed=seed)
+        for _ in range(config.episode_steps):
+            obs, _, terminated, truncated, info = env.step(policy.act(obs[None])[0])
+            if terminated or truncated:
+                break
+        successes.append(bool(info["success"]))
+        removed.append(float(info["removed_fraction"]))
+    env.close()
+    rate = float(np.mean(successes))
+    with capsys.disabled():
+        print(
+            f"\nscripted expert success in the recording: {summary['success_rate']:.2f}; BC on "
+            f"the 10 demos in PeelEnv (seeds {eval_seeds.start}-{eval_seeds.stop - 1}): success "
+            f"{rate:.2f}, removed fraction {np.round(removed, 2).tolist()}"
+        )
+    return summary, rate, removed
+
+
+def test_peel_recording_through_the_cli_trains_a_bc_policy(tmp_path, capsys):
+    """The issue's CI check: 10 scripted-teleop episodes of the simulated contact task through
+    ``robopref record``, read back, BC trained on them and evaluated in PeelEnv (it runs; the
+    success rate is printed, not asserted)."""
+    summary, rate, removed = record_peel_and_train_bc(tmp_path / "peel", range(100, 105), capsys)
+    assert summary["success_rate"] >= 0.8  # the demonstrator itself must peel
+    assert 0.0 <= rate <= 1.0 and np.all(np.isfinite(removed))
+
+
+@pytest.mark.slow
+def test_bc_from_recorded_peel_demos_peels_some_skin(tmp_path, capsys):
+    """Over 20 seeds, BC from the 10 recorded demos removes skin (a policy that holds still
+    removes none). Full success is rare: measured 0 of 5-10 seeds for two training seeds;
+    the expert's stroke schedule is internal state the observation does not show."""
+    _, rate, removed = record_peel_and_train_bc(tmp_path / "peel", range(200, 220), capsys)
+    assert np.mean(removed) > 0.05  # measured 0.14 on seeds 200-219
