@@ -604,7 +604,10 @@ class PeelExpert:
     NEAR_START_M = 0.012  # the blade descends this close before or half this past a start (m)
     # Free-space moves correct this fraction of the pose error per step: the measured pose
     # lags the commanded target, so correcting all of it would overshoot.
-    MOVE_GAIN = 0.3
+    MOVE_GAIN = 0.5
+    MIN_STEP_M = 0.002
+    LANE_TOLERANCE_M = 0.004  # a descent starts this close to a lane's centre line (m)
+    RETREAT_CLEARANCE_M = 0.03  # with every lane peeled the blade waits this high (m)
 
     def __init__(
         self, config: PeelExpertConfig | None = None, task: PeelConfig | None = None, seed=0
@@ -662,13 +665,12 @@ class PeelExpert:
         travel_rho = surface + self.TRAVEL_CLEARANCE_M
         todo = np.flatnonzero(lanes < self.LANE_DONE)
 
-        gain = 1.0
         if len(todo) == 0:
-            goal = (x, theta, travel_rho)
-            gain = self.MOVE_GAIN
+            self.mode = "done"
+            goal, gain = (x, theta, surface + self.RETREAT_CLEARANCE_M), self.MOVE_GAIN
         elif depth > -self.CONTACT_M and self.x_start - 0.005 <= x < self.x_end:
-            error = aim - depth
             self.mode = "cut"
+            error = aim - depth
             lane = self.lane_angles[np.argmin(np.abs(self.lane_angles - theta))]
             advance = self.config.stroke_speed_m_s / t.control_hz
             advance *= float(np.clip((self.SETTLE_M - abs(error)) / 0.001, 0.0, 1.0))
@@ -677,33 +679,38 @@ class PeelExpert:
                 theta + self.ANGLE_GAIN * (lane - theta),
                 rho - self.DEPTH_GAIN * error,
             )
+            gain = 1.0
         else:
             lane = self.lane_angles[todo[0]]
             # The arm overshoots fast moves (its pose lags the commanded target), so the zone
             # above a start point is long along x: a cut may start anywhere before the layer.
             if (
                 -self.NEAR_START_M < x - self.x_start < self.NEAR_START_M / 2
-                and abs(theta - lane) * rho < 0.003
+                and abs(theta - lane) * rho < self.LANE_TOLERANCE_M
             ):
-                # Free-space descent at up to 4 mm per step; the cut's depth law takes over
-                # once the tip is within CONTACT_M of the skin.
+                # Free-space descent; the cut's depth law takes over within CONTACT_M of the
+                # skin.
+                self.mode = "descend"
                 goal = (self.x_start, lane, rho - min(0.004, max(aim - depth, 0.0)))
                 gain = self.MOVE_GAIN
-                self.mode = "descend"
             elif depth > -(self.TRAVEL_CLEARANCE_M - 0.003):
-                goal = (x, theta, travel_rho)
-                gain = 1.0
                 self.mode = "lift"
+                goal, gain = (x, theta, travel_rho), 1.0
             else:
-                goal = (self.x_start, lane, travel_rho)
-                gain = self.MOVE_GAIN
                 self.mode = "travel"
+                goal, gain = (self.x_start, lane, travel_rho), self.MOVE_GAIN
         gx, gtheta, grho = goal
         position = center + np.array([gx, grho * math.sin(gtheta), grho * math.cos(gtheta)])
+        error = position - tcp[:3]
+        step = _clip_norm(gain * error, t.max_translation_step_m)
+        distance = float(np.linalg.norm(error))
+        if (
+            self.mode != "cut"
+            and distance > 2 * self.MIN_STEP_M
+            and np.linalg.norm(step) < self.MIN_STEP_M
+        ):
+            # A floor on free-space speed: a slow approach is a weak attractor that a cloned
+            # policy's small errors can cancel, leaving it parked short of the goal.
+            step = _clip_norm(error, self.MIN_STEP_M)
         turn = TOOL_DOWN @ matrix_from_rotvec(tcp[3:]).T
-        return np.concatenate(
-            [
-                _clip_norm(gain * (position - tcp[:3]), t.max_translation_step_m),
-                _clip_norm(rotvec_from_matrix(turn), t.max_rotation_step_rad),
-            ]
-        )
+        return np.concatenate([step, _clip_norm(rotvec_from_matrix(turn), t.max_rotation_step_rad)])

@@ -261,6 +261,13 @@ def build_record(cfg: dict):
         teleop_cfg = device_config(TELEOPS, "teleop", teleop_name, teleop_opts)
         teleop = make_teleop(teleop_name, **teleop_opts)
 
+    policy = None
+    if cfg.get("policy_checkpoint"):
+        # A trained policy drives; the operator takes over while the teleop's intervention
+        # flag is set (keyboard space, a SpaceMouse/gamepad enable button).
+        from robopref.policies import BCPolicy
+
+        policy = BCPolicy.load(cfg["policy_checkpoint"])
     camera = raw_arm.render if simulated else None
     arm = SafeArm(raw_arm, safety)
     recorder = Recorder(
@@ -270,6 +277,7 @@ def build_record(cfg: dict):
         sensor=sensor,
         task=task,
         camera=camera,
+        policy=policy,
         progress=bool(cfg["progress"]),
     )
     arm.connect()

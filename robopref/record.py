@@ -609,6 +609,11 @@ class Recorder:
         task: optional object with ``reset(arm, rng)``, ``update(arm)``,
             ``environment_state() -> (k,)`` and ``metrics() -> dict`` (with ``success``).
         camera: ``camera(name, width, height) -> (H, W, 3) uint8`` image source.
+        policy: optional ``robopref.policies.Policy`` that drives the arm: ``act(obs (1,
+            obs_dim)) -> (1, 6)`` TCP delta (m, rad) on ``observation.state`` followed by the
+            task's environment state (the layout ``load_policy_episodes`` returns). While the
+            teleop's ``intervention`` flag is set the person's command is applied instead;
+            each frame's ``intervention`` feature records who acted.
         progress: show a progress bar over saved episodes.
         log: where operator messages go (``print`` by default).
 
@@ -623,6 +628,7 @@ class Recorder:
         sensor=None,
         task=None,
         camera: Callable[[str, int, int], np.ndarray] | None = None,
+        policy=None,
         progress: bool = False,
         log: Callable[[str], None] = print,
     ):
@@ -634,6 +640,7 @@ class Recorder:
         self.config = config
         self.arm = arm if isinstance(arm, SafeArm) else SafeArm(arm, config.safety)
         self.teleop, self.sensor, self.task, self.camera = teleop, sensor, task, camera
+        self.policy = policy
         self.progress, self.log = progress, log
         self._say = log
         self.writer: DurableEpisodeWriter | None = None
@@ -660,6 +667,8 @@ class Recorder:
             "observation.wrench": {"dtype": "float32", "shape": (6,), "names": wrench_names},
             "action": {"dtype": "float32", "shape": (6,), "names": [f"d{a}" for a in axes]},
             "next.success": {"dtype": "bool", "shape": (1,), "names": None},
+            # True where the person (teleop intervention) acted rather than the policy.
+            "intervention": {"dtype": "bool", "shape": (1,), "names": None},
         }
         if self.task is not None:
             k = len(np.asarray(self.task.environment_state()).reshape(-1))
@@ -714,8 +723,10 @@ class Recorder:
         begin = getattr(self.teleop, "begin_episode", None)
         if callable(begin):
             begin()
+        if self.policy is not None:
+            self.policy.begin_episodes(1)
         events_before = len(getattr(self.arm, "events", []))
-        keys = ["observation.state", "observation.wrench", "action", "next.success"]
+        keys = ["observation.state", "observation.wrench", "action", "next.success", "intervention"]
         if self.task is not None:
             keys.append("observation.environment_state")
         keys += [f"observation.images.{c}" for c in cfg.cameras]
@@ -752,9 +763,22 @@ class Recorder:
                     intervention_steps += 1
                     interventions += not was_intervening
                 was_intervening = bool(command.intervention)
-                delta = np.asarray(command.delta_pose, dtype=np.float64)
-                if not command.enabled:
-                    delta = np.zeros(6)  # the dead-man is released: keep streaming a hold
+                obs = observation.as_dict()
+                state = np.concatenate(
+                    [
+                        obs["joint_positions"],
+                        obs["joint_velocities"],
+                        obs["tcp_pose"],
+                        obs["wrench"],
+                    ]
+                )
+                if self.policy is not None and not command.intervention:
+                    policy_obs = state if env_state is None else np.concatenate([state, env_state])
+                    delta = np.asarray(self.policy.act(policy_obs[None])[0], dtype=np.float64)
+                else:
+                    delta = np.asarray(command.delta_pose, dtype=np.float64)
+                    if not command.enabled:
+                        delta = np.zeros(6)  # the dead-man is released: keep streaming a hold
                 try:
                     sent = np.asarray(self.arm.send_action(compose_delta(previous, delta)))
                 except ProtectiveStop as exc:
@@ -766,17 +790,8 @@ class Recorder:
                 success = bool(self.task.metrics().get("success", False)) if self.task else False
                 wrench, healthy = self._wrench(observation)
                 sensor_faults += not healthy
-                obs = observation.as_dict()
-                frames["observation.state"].append(
-                    np.concatenate(
-                        [
-                            obs["joint_positions"],
-                            obs["joint_velocities"],
-                            obs["tcp_pose"],
-                            obs["wrench"],
-                        ]
-                    )
-                )
+                frames["observation.state"].append(state)
+                frames["intervention"].append(np.array([bool(command.intervention)]))
                 frames["observation.wrench"].append(wrench)
                 frames["action"].append(pose_delta(previous, sent).astype(np.float32))
                 frames["next.success"].append(np.array([success]))
@@ -830,6 +845,7 @@ class Recorder:
             self._check_rate()
             if self.task is not None:
                 self._reset_task(cfg.seed)
+            self._check_policy()
             self.writer = DurableEpisodeWriter(
                 cfg.root, cfg.repo_id, cfg.fps, self.features(), resume=cfg.resume
             )
@@ -845,6 +861,19 @@ class Recorder:
             raise ConfigError(
                 f"record fps={self.config.fps} but the arm runs at {arm_hz:.4g} Hz: set the "
                 f"arm's control_hz to {self.config.fps} (or record.fps to match the arm)"
+            )
+
+    def _check_policy(self) -> None:
+        expected = getattr(self.policy, "obs_dim", None)
+        if expected is None:
+            return
+        dims = 2 * self.arm.n_joints + 12
+        if self.task is not None:
+            dims += len(np.asarray(self.task.environment_state()).reshape(-1))
+        if expected != dims:
+            raise ConfigError(
+                f"the policy takes {expected}-dim observations but this arm and task give {dims}: "
+                "use a policy trained on recordings of this setup"
             )
 
     def _session(self) -> dict:

@@ -190,6 +190,46 @@ def test_records_episodes_readable_by_lerobot_and_robopref(tmp_path):
     assert "episodes saved" in format_summary(summary)
 
 
+class ConstantPolicy:
+    """A ``robopref.policies.Policy`` that always asks for ``step``; records what it saw."""
+
+    def __init__(self, step: np.ndarray):
+        self.step, self.seen, self.episodes = step, [], 0
+
+    def begin_episodes(self, n: int) -> None:
+        self.episodes += 1
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        self.seen.append(obs.copy())
+        return np.tile(self.step, (len(obs), 1))
+
+
+def test_a_policy_drives_and_the_person_takes_over_while_intervening(tmp_path):
+    root = tmp_path / "ds"
+    config = RecorderConfig(
+        root=str(root), repo_id=REPO, fps=100, max_episode_s=0.5, realtime=False, num_episodes=2
+    )
+    policy = ConstantPolicy(-STEP)
+    # The person (scripted here) asks for +STEP and intervenes on reads 2, 3 and 4.
+    teleop = ScriptedTeleop(
+        ScriptedConfig(save_every=8, intervention_ticks=((2, 5),)), policy=lambda obs: STEP
+    )
+    arm = FakeForceArm(FakeArmConfig(control_hz=100.0))
+    Recorder(config, arm, teleop, policy=policy, log=lambda m: None).run()
+
+    episodes = load_episodes(root)
+    assert policy.episodes == 2 and [len(e) for e in episodes] == [7, 7]
+    person = np.zeros(7, bool)
+    person[2:5] = True
+    assert np.allclose(episodes[0].actions[person], STEP, atol=1e-6)
+    assert np.allclose(episodes[0].actions[~person], -STEP, atol=1e-6)
+    # The policy saw the recorded state (and no task: no environment state) when it acted.
+    assert np.allclose(policy.seen[0][0], episodes[0].observations[0])
+    ds = lerobot_dataset(root)
+    flags = np.asarray(ds.hf_dataset["intervention"]).reshape(-1)[:7].astype(bool)
+    assert np.array_equal(flags, person)
+
+
 def test_buttons_save_discard_rerecord_and_quit(tmp_path):
     root = tmp_path / "ds"
     # Reads are counted from connect(); the button's own tick records no frame.

@@ -155,6 +155,41 @@ def test_record_with_the_fake_arm_then_resume(tmp_path, capsys):
     assert [e.meta["seed"] for e in episodes] == [0, 1, 2]
 
 
+def test_record_with_a_policy_driving_the_fake_arm(tmp_path, capsys):
+    from robopref.policies import BCConfig, BCPolicy
+
+    checkpoint = tmp_path / "policy.pt"
+    BCPolicy(24, 6, BCConfig(hidden_sizes=[8], action_low=-0.001, action_high=0.001)).save(
+        checkpoint
+    )
+    root = tmp_path / "ds"
+    args = [
+        "record",
+        "hardware=fake",
+        "teleop=scripted",
+        "teleop.policy=none",
+        "record.fps=50",
+        "record.max_episode_s=0.2",
+        "record.num_episodes=1",
+        f"record.root={root}",
+        *FAST,
+    ]
+    robopref_in_process(*args, f"policy_checkpoint={checkpoint}", capsys=capsys)
+    (episode,) = load_episodes(root)
+    # The policy acted (the scripted operator without a policy would hold still).
+    assert np.abs(episode.actions[:, :3]).max() > 0
+
+    wrong = tmp_path / "wrong.pt"
+    BCPolicy(29, 6, BCConfig(hidden_sizes=[8])).save(wrong)
+    with pytest.raises(SystemExit) as info:
+        other_root = [a for a in args if not a.startswith("record.root")]
+        robopref_in_process(
+            *other_root, f"record.root={tmp_path}/ds2", f"policy_checkpoint={wrong}", capsys=capsys
+        )
+    assert info.value.code == 2
+    assert "29-dim observations" in capsys.readouterr().err
+
+
 def record_peel_and_train_bc(root: Path, eval_seeds: range, capsys) -> tuple[dict, float, list]:
     """Record 10 scripted Peel episodes through the CLI, train BC on them (PeelEnv's
     observation layout), and evaluate it in PeelEnv; returns the recording summary, the BC
