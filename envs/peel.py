@@ -20,6 +20,10 @@ the tip into the soft fruit contact, about 5 kN/m). Then:
 ``success`` = removed fraction >= ``success_removed_fraction`` and gouged fraction <=
 ``success_max_gouged_fraction`` and peak contact force <= ``force_limit_n``.
 
+The arc is also split into ``N_LANES`` (3) equal lanes, one blade stroke wide each; their
+removed fractions are part of the observation, so what is left to peel is visible to a policy
+(a scripted schedule would otherwise be hidden state that behaviour cloning cannot follow).
+
 ``PeelTask`` does this bookkeeping for any ``SimForceArm`` (the recorder uses it directly);
 ``PeelEnv`` is the gymnasium env around it; ``PeelExpert`` is a scripted demonstrator with
 quality knobs. Control runs at ``control_hz`` (20 Hz), physics at 500 Hz.
@@ -92,7 +96,8 @@ class PeelConfig:
         layer_half_angle_rad: the layer spans ``+- layer_half_angle_rad`` around the top.
         n_segments: segments along the axis reported in ``depth_error_per_segment``.
         patches_per_segment: patch rows per segment.
-        n_arc: patch columns around the arc.
+        n_arc: patch columns around the arc (at least ``N_LANES``; a column belongs to the
+            lane holding its centre).
         blade_half_width_m: half-width of the square footprint the blade removes.
         object_center_m: nominal centre of the fruit ``(3,)``.
         object_jitter_m: ``(3,)`` half-range of the uniform random offset of the centre.
@@ -379,15 +384,16 @@ def compose_target(previous: np.ndarray, delta: np.ndarray) -> np.ndarray:
 class PeelEnv(gym.Env):
     """Peel-v0 as a gymnasium env.
 
-    Observation ``(29,)`` float32::
+    Observation ``(32,)`` float32::
 
         [0:6]   joint positions (rad)        [6:12]  joint velocities (rad/s)
         [12:18] TCP pose x, y, z, rx, ry, rz (m, rad; base frame)
         [18:24] wrist wrench fx..tz (N, N*m; tool frame, load on the sensor)
-        [24:29] environment state: fruit centre x, y, z (m), radius (m), removed fraction
+        [24:32] environment state: fruit centre x, y, z (m), radius (m), removed fraction,
+                removed fraction of each of the N_LANES = 3 lanes (thirds of the arc)
 
     The first 24 entries are what the recorder writes as ``observation.state`` (+ wrench) and
-    the last 5 as ``observation.environment_state``.
+    the last 8 as ``observation.environment_state``.
 
     Action ``(6,)``: TCP delta ``[dx, dy, dz, drx, dry, drz]`` (m, rad, base frame) per control
     tick, clipped per component to ``max_translation_step_m`` / ``max_rotation_step_rad`` and
@@ -573,41 +579,51 @@ class PeelExpert:
     """A scripted peeler whose every action is a function of the current Peel-v0 observation
     (``robopref.policies.Policy`` interface: ``begin_episodes(n)``, then
     ``act(obs (B, 32)) -> (B, 6)`` float32). The only state it keeps is the pause knob's
-    countdown, so behaviour cloning can learn it (a policy sees the same inputs).
+    countdown, so behaviour cloning can learn it: a cloned policy sees everything the expert
+    decides from.
 
     From the TCP pose (the blade tip) and the fruit's centre and radius it computes the tip's
     axial position ``x``, angle ``theta`` around the axis (0 at the top) and depth below the
-    skin, then, in order:
+    skin. Lane ``k`` (``N_LANES`` sectors of the arc, their removed fractions observed) is cut
+    toward +x when ``k`` is even and toward -x when odd, so each stroke ends where the next
+    starts. Then, in order:
 
-    - all lanes peeled (each lane's removed fraction >= ``LANE_DONE``): rise to the travel
-      height and hold;
-    - touching (depth > ``-CONTACT_M``) with ``x`` before the stroke's end: cut. The depth is a
-      proportional law on the measured depth (the env integrates the deltas, so the target
-      settles where the depth is right); the blade advances along +x at the stroke speed,
-      slowed while the depth is off by up to ``SETTLE_M`` (the cut starts only once settled),
-      and is steered to the nearest lane's centre angle;
-    - above the first unpeeled lane's start point: descend to the target depth;
-    - otherwise: rise to the travel height (``TRAVEL_CLEARANCE_M`` above the skin), then move
-      at that height to the start point of the first unpeeled lane.
+    - every lane peeled (removed fraction >= ``LANE_DONE``): rise ``RETREAT_CLEARANCE_M`` above
+      the skin and hold;
+    - touching (depth > ``-CONTACT_M``) near the layer: the depth follows a proportional law on
+      the measured depth (the env integrates the deltas, so the commanded target settles
+      where the depth is right), and on the lane nearest ``theta``:
 
-    Strokes are one-way (start at -x, lift at +x, return above the fruit), so a position on
-    the fruit never calls for two different motions.
+      - lane unpeeled and its stroke not over, or lane peeled mid-stroke: cut. The blade
+        advances in the lane's direction at the stroke speed, slowed while the depth is off
+        by more than ``SETTLE_M - 1 mm`` (a cut starts only once the depth has settled), and
+        is steered to the lane's centre angle;
+      - stroke over with the next unpeeled lane starting at this end: slide sideways onto it;
+      - otherwise (a lane left unpeeled behind): lift off;
+
+    - in the air above the first unpeeled lane's start: descend;
+    - otherwise: rise to ``TRAVEL_CLEARANCE_M`` above the skin, then move at that height to
+      the first unpeeled lane's start.
+
+    Free-space moves correct a fraction ``MOVE_GAIN`` of the pose error per step with a floor
+    of ``MIN_STEP_M``: the arm's pose lags its commanded target, so correcting all of it would
+    overshoot, and a slow approach is a weak attractor that a cloned policy's small errors can
+    cancel.
     """
 
     TRAVEL_CLEARANCE_M = 0.012
+    RETREAT_CLEARANCE_M = 0.03
     CONTACT_M = 0.001  # closer than this to the skin counts as touching it (m)
     SETTLE_M = 0.0015  # the blade stands still along x while the depth is off by this (m)
     DEPTH_GAIN = 1.0  # fraction of the measured depth error corrected per step
     ANGLE_GAIN = 0.5  # fraction of the lane-angle error corrected per step
-    STROKE_MARGIN_M = 0.012  # strokes start and end this far beyond the layer along x (m)
+    SHIFT_M = 0.002  # sideways slide per step between lanes (m of arc)
+    STROKE_MARGIN_M = 0.008  # strokes run this far beyond the layer along x (m)
     LANE_DONE = 0.95
-    NEAR_START_M = 0.012  # the blade descends this close before or half this past a start (m)
-    # Free-space moves correct this fraction of the pose error per step: the measured pose
-    # lags the commanded target, so correcting all of it would overshoot.
+    NEAR_START_M = 0.012  # a descent starts up to this far outside a start, half inside (m)
+    LANE_TOLERANCE_M = 0.004  # ... and this close to the lane's centre line (m)
     MOVE_GAIN = 0.5
     MIN_STEP_M = 0.002
-    LANE_TOLERANCE_M = 0.004  # a descent starts this close to a lane's centre line (m)
-    RETREAT_CLEARANCE_M = 0.03  # with every lane peeled the blade waits this high (m)
 
     def __init__(
         self, config: PeelExpertConfig | None = None, task: PeelConfig | None = None, seed=0
@@ -620,9 +636,10 @@ class PeelExpert:
         )
         t = self.task
         self.lane_angles = t.layer_half_angle_rad * (-1 + (2 * np.arange(N_LANES) + 1) / N_LANES)
-        self.x_start = -(t.layer_half_length_m + self.STROKE_MARGIN_M)
-        self.x_end = -self.x_start
+        self.lane_directions = np.where(np.arange(N_LANES) % 2 == 0, 1.0, -1.0)
+        self.stroke_end_x = t.layer_half_length_m + self.STROKE_MARGIN_M
         self.tip_radius = 0.004
+        self.mode = "travel"
         self.begin_episodes(1)
 
     def begin_episodes(self, n: int) -> None:
@@ -649,7 +666,8 @@ class PeelExpert:
         return np.clip(action, -self._high, self._high)
 
     def clean_action(self, obs: np.ndarray) -> np.ndarray:
-        """The noise- and pause-free action ``(6,)`` for one observation ``(32,)``."""
+        """The noise- and pause-free action ``(6,)`` for one observation ``(32,)``; sets
+        ``self.mode`` to the rule that chose it (done, cut, shift, lift, descend, travel)."""
         t = self.task
         obs = np.asarray(obs, dtype=np.float64)
         env = obs[STATE_DIM:]
@@ -661,56 +679,72 @@ class PeelExpert:
         theta = math.atan2(rel[1], rel[2])
         surface = radius + self.tip_radius  # tip-centre distance from the axis at zero depth
         depth = surface - rho
-        aim = t.target_depth_m + self.config.depth_offset_m
+        error = t.target_depth_m + self.config.depth_offset_m - depth
         travel_rho = surface + self.TRAVEL_CLEARANCE_M
+        end = self.stroke_end_x
         todo = np.flatnonzero(lanes < self.LANE_DONE)
-
+        near = int(np.argmin(np.abs(self.lane_angles - theta)))
+        direction = self.lane_directions[near]
+        over = x * direction >= end  # past the end of the nearest lane's stroke
+        self.mode = "lift"
         if len(todo) == 0:
             self.mode = "done"
-            goal, gain = (x, theta, surface + self.RETREAT_CLEARANCE_M), self.MOVE_GAIN
-        elif depth > -self.CONTACT_M and self.x_start - 0.005 <= x < self.x_end:
-            self.mode = "cut"
-            error = aim - depth
-            lane = self.lane_angles[np.argmin(np.abs(self.lane_angles - theta))]
-            advance = self.config.stroke_speed_m_s / t.control_hz
-            advance *= float(np.clip((self.SETTLE_M - abs(error)) / 0.001, 0.0, 1.0))
-            goal = (
-                x + advance,
-                theta + self.ANGLE_GAIN * (lane - theta),
-                rho - self.DEPTH_GAIN * error,
-            )
-            gain = 1.0
+        elif depth > -self.CONTACT_M and abs(x) < end + 0.015:
+            if not over:
+                self.mode = "cut"
+            elif todo[0] != near and self.lane_directions[todo[0]] * x < 0:
+                self.mode = "shift"  # the next lane starts at this end
         else:
-            lane = self.lane_angles[todo[0]]
-            # The arm overshoots fast moves (its pose lags the commanded target), so the zone
-            # above a start point is long along x: a cut may start anywhere before the layer.
+            start = -end * self.lane_directions[todo[0]]
+            outside = (start - x) * self.lane_directions[todo[0]]  # > 0 before the start
+            lane_offset = (self.lane_angles[todo[0]] - theta) * rho
             if (
-                -self.NEAR_START_M < x - self.x_start < self.NEAR_START_M / 2
-                and abs(theta - lane) * rho < self.LANE_TOLERANCE_M
+                -self.NEAR_START_M / 2 < outside < self.NEAR_START_M
+                and abs(lane_offset) < self.LANE_TOLERANCE_M
             ):
-                # Free-space descent; the cut's depth law takes over within CONTACT_M of the
-                # skin.
                 self.mode = "descend"
-                goal = (self.x_start, lane, rho - min(0.004, max(aim - depth, 0.0)))
-                gain = self.MOVE_GAIN
-            elif depth > -(self.TRAVEL_CLEARANCE_M - 0.003):
-                self.mode = "lift"
-                goal, gain = (x, theta, travel_rho), 1.0
-            else:
+            elif depth < -(self.TRAVEL_CLEARANCE_M - 0.003):
                 self.mode = "travel"
-                goal, gain = (self.x_start, lane, travel_rho), self.MOVE_GAIN
-        gx, gtheta, grho = goal
-        position = center + np.array([gx, grho * math.sin(gtheta), grho * math.cos(gtheta)])
-        error = position - tcp[:3]
-        step = _clip_norm(gain * error, t.max_translation_step_m)
-        distance = float(np.linalg.norm(error))
-        if (
-            self.mode != "cut"
-            and distance > 2 * self.MIN_STEP_M
-            and np.linalg.norm(step) < self.MIN_STEP_M
-        ):
-            # A floor on free-space speed: a slow approach is a weak attractor that a cloned
-            # policy's small errors can cancel, leaving it parked short of the goal.
-            step = _clip_norm(error, self.MIN_STEP_M)
+
+        if self.mode in ("cut", "shift"):
+            if self.mode == "cut":
+                advance = self.config.stroke_speed_m_s / t.control_hz * direction
+                advance *= float(np.clip((self.SETTLE_M - abs(error)) / 0.001, 0.0, 1.0))
+                # Slow down over the stroke's last centimetre: the arm overshoots a sudden stop.
+                advance *= float(np.clip((end - x * direction) / 0.01, 0.3, 1.0))
+                turn = self.ANGLE_GAIN * (self.lane_angles[near] - theta)
+            else:
+                advance = 0.0
+                goal = self.lane_angles[todo[0]] - theta
+                turn = float(np.clip(goal, -self.SHIFT_M / rho, self.SHIFT_M / rho))
+            step = self._toward(center, (x + advance, theta + turn, rho - self.DEPTH_GAIN * error))
+            step = step - tcp[:3]
+        else:
+            if self.mode == "done":
+                goal = (x, theta, surface + self.RETREAT_CLEARANCE_M)
+            elif self.mode == "lift":
+                goal = (x, theta, travel_rho)
+            elif self.mode == "descend":
+                lane = self.lane_angles[todo[0]]
+                goal = (start, lane, rho - min(0.004, max(error, 0.0)))
+            else:
+                goal = (start, self.lane_angles[todo[0]], travel_rho)
+            offset = self._toward(center, goal) - tcp[:3]
+            gain = 1.0 if self.mode == "lift" else self.MOVE_GAIN
+            step = _clip_norm(gain * offset, t.max_translation_step_m)
+            if np.linalg.norm(offset) > 2 * self.MIN_STEP_M > 2 * np.linalg.norm(step):
+                step = _clip_norm(offset, self.MIN_STEP_M)
         turn = TOOL_DOWN @ matrix_from_rotvec(tcp[3:]).T
-        return np.concatenate([step, _clip_norm(rotvec_from_matrix(turn), t.max_rotation_step_rad)])
+        return np.concatenate(
+            [
+                _clip_norm(step, t.max_translation_step_m),
+                _clip_norm(rotvec_from_matrix(turn), t.max_rotation_step_rad),
+            ]
+        )
+
+    @staticmethod
+    def _toward(center: np.ndarray, goal: tuple[float, float, float]) -> np.ndarray:
+        """The base-frame point ``(3,)`` at axial ``x``, angle ``theta`` and distance ``rho``
+        (m, rad, m) from the fruit's axis."""
+        x, theta, rho = goal
+        return center + np.array([x, rho * math.sin(theta), rho * math.cos(theta)])

@@ -1016,7 +1016,7 @@ def format_summary(summary: dict) -> str:
 def load_policy_episodes(root: str | Path) -> list:
     """The episodes of a recording with policy observations: ``observation.state`` followed by
     ``observation.environment_state`` when the recording has one (for ``task=peel`` that is
-    ``PeelEnv``'s ``(29,)`` observation), ready for ``train_bc``."""
+    ``PeelEnv``'s ``(32,)`` observation), ready for ``train_bc``."""
     import dataclasses
 
     from lerobot.datasets.lerobot_dataset import LeRobotDataset

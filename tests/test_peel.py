@@ -8,7 +8,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from robopref.envs import ENVS, PeelConfig, PeelEnv, PeelExpert, PeelExpertConfig, PeelTask
-from robopref.envs.peel import ENV_STATE_DIM, GYM_ID, OBS_DIM, register_gym_envs
+from robopref.envs.peel import ENV_STATE_DIM, GYM_ID, N_LANES, OBS_DIM, register_gym_envs
 from robopref.errors import ConfigError, NonFiniteError
 from robopref.hardware.safety import SafeArm, SafetyConfig
 from robopref.hardware.sim import SimArmConfig, SimForceArm
@@ -52,6 +52,7 @@ def env():
         {"radius_range_m": (0.05, 0.04)},
         {"object_center_m": (0.5, 0.0)},
         {"n_arc": 0},
+        {"n_arc": 2},  # fewer patch columns than lanes
     ],
 )
 def test_bad_peel_config(options):
@@ -98,7 +99,7 @@ def test_gymnasium_env_checker_passes():
 
 def test_observation_layout_and_info(env):
     obs, info = env.reset(seed=4)
-    assert obs.shape == (OBS_DIM,) == (29,) and obs.dtype == np.float32
+    assert obs.shape == (OBS_DIM,) == (32,) and obs.dtype == np.float32
     live = env.sim.get_observation()
     np.testing.assert_allclose(obs[0:6], live.joint_positions, atol=1e-6)
     np.testing.assert_allclose(obs[12:18], live.tcp_pose, atol=1e-6)
@@ -107,6 +108,7 @@ def test_observation_layout_and_info(env):
     assert len(state) == ENV_STATE_DIM
     np.testing.assert_allclose(state, env.task.environment_state())
     assert 0.035 <= state[3] <= 0.045 and state[4] == 0.0
+    np.testing.assert_array_equal(state[5:], np.zeros(N_LANES))  # per-lane removed fractions
     assert set(info) >= METRIC_KEYS
     obs, reward, terminated, truncated, info = env.step(np.zeros(6))
     assert set(info) >= METRIC_KEYS and "true_reward" in info
@@ -178,6 +180,9 @@ def test_layer_bookkeeping_from_a_synthetic_trace():
     m = task.metrics()
     # The blade (12 mm wide) takes the middle columns along the whole layer, no gouging.
     assert task.removed[:, 3:5].all() and not task.removed[:, 0].any()
+    # Lanes are thirds of the arc (columns 0-2, 3-4, 5-7): the middle one is peeled.
+    np.testing.assert_allclose(task.lane_removed_fractions(), [1 / 3, 1.0, 1 / 3])
+    np.testing.assert_allclose(task.environment_state()[5:], [1 / 3, 1.0, 1 / 3], rtol=1e-6)
     assert 0.2 < m["removed_fraction"] < 0.6 and m["gouged_fraction"] == 0.0
     assert m["depth_error_per_segment"] == pytest.approx([0.0] * 6, abs=1e-9)
     assert m["mean_contact_force_n"] == pytest.approx(8.0)
@@ -233,6 +238,26 @@ def test_good_expert_succeeds_and_degraded_experts_do_worse(env, capsys):
     assert np.mean([i["success"] for i in deep]) <= rate - 0.6
     assert np.mean([i["gouged_fraction"] for i in deep]) > 0.3
     assert np.mean([i["removed_fraction"] for i in shallow]) < 0.2
+
+
+def test_expert_acts_from_the_observation_alone(env):
+    """The expert keeps no hidden schedule: fed an episode's observations in reverse order, a
+    fresh expert returns the same actions, and its strokes peel the lanes in order."""
+    expert = PeelExpert(PeelExpertConfig(), env.config)
+    obs, _ = env.reset(seed=8)
+    observations, actions, lanes = [], [], []
+    for _ in range(env.config.episode_steps):
+        action = expert.act(obs[None])[0]
+        observations.append(obs)
+        actions.append(action)
+        obs, *_ = env.step(action)
+        lanes.append(obs[29:32])
+    fresh = PeelExpert(PeelExpertConfig(), env.config)
+    replayed = [fresh.act(o[None])[0] for o in observations[::-1]][::-1]
+    np.testing.assert_array_equal(np.array(replayed), np.array(actions))
+    lanes = np.array(lanes)
+    finished = [int(np.argmax(lanes[:, k] >= PeelExpert.LANE_DONE)) for k in range(N_LANES)]
+    assert lanes[-1].min() >= PeelExpert.LANE_DONE and finished == sorted(finished)
 
 
 def test_noisy_expert_exceeds_the_force_limit(env):
