@@ -496,16 +496,8 @@ class PeelEnv(gym.Env):
         self.arm.disconnect()
 
     def _observation(self) -> np.ndarray:
-        o = self.sim.get_observation()
-        obs = np.concatenate(
-            [
-                o.joint_positions,
-                o.joint_velocities,
-                o.tcp_pose,
-                o.wrench,
-                self.task.environment_state(),
-            ]
-        ).astype(np.float32)
+        state = self.sim.get_observation().state_vector()
+        obs = np.concatenate([state, self.task.environment_state()]).astype(np.float32)
         if not np.all(np.isfinite(obs)):
             raise NonFiniteError("Peel-v0 observation has NaN/inf: the simulation diverged")
         return obs

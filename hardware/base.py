@@ -56,6 +56,13 @@ class ArmObservation:
     timestamp: float
     protective_stop: bool = False
 
+    def state_vector(self) -> np.ndarray:
+        """``(2 * n_joints + 12,)`` float32: joint positions, joint velocities, TCP pose, wrench,
+        the order of ``observation_features`` (datasets' ``observation.state``)."""
+        return np.concatenate(
+            [self.joint_positions, self.joint_velocities, self.tcp_pose, self.wrench]
+        ).astype(np.float32)
+
     def as_dict(self) -> dict[str, np.ndarray]:
         """Flat feature dict keyed like ``ForceArm.observation_features`` (float32)."""
         return {

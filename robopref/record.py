@@ -763,15 +763,7 @@ class Recorder:
                     intervention_steps += 1
                     interventions += not was_intervening
                 was_intervening = bool(command.intervention)
-                obs = observation.as_dict()
-                state = np.concatenate(
-                    [
-                        obs["joint_positions"],
-                        obs["joint_velocities"],
-                        obs["tcp_pose"],
-                        obs["wrench"],
-                    ]
-                )
+                state = observation.state_vector()
                 if self.policy is not None and not command.intervention:
                     policy_obs = state if env_state is None else np.concatenate([state, env_state])
                     delta = np.asarray(self.policy.act(policy_obs[None])[0], dtype=np.float64)
