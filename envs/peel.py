@@ -23,6 +23,9 @@ the tip into the soft fruit contact, about 5 kN/m). Then:
 The arc is also split into ``N_LANES`` (3) equal lanes, one blade stroke wide each; their
 removed fractions are part of the observation, so what is left to peel is visible to a policy
 (a scripted schedule would otherwise be hidden state that behaviour cloning cannot follow).
+So is the blade tip's position in the fruit's own coordinates (axial offset, angle around the
+axis, depth below the skin): the quantities a peeler acts on, which a policy would otherwise
+have to compute from the TCP pose and the fruit's pose to sub-millimetre precision.
 
 ``PeelTask`` does this bookkeeping for any ``SimForceArm`` (the recorder uses it directly);
 ``PeelEnv`` is the gymnasium env around it; ``PeelExpert`` is a scripted demonstrator with
@@ -66,9 +69,9 @@ GYM_ID = "robopref/Peel-v0"
 # removed fractions are observed, so which lane comes next is visible, not a hidden counter.
 N_LANES = 3
 # environment_state: [object x, y, z (m), object radius (m), removed fraction, N_LANES lane
-# removed fractions]
-ENV_STATE_DIM = 5 + N_LANES
-# observation: joint pos (6) | joint vel (6) | tcp pose (6) | wrench (6) | environment state (8)
+# removed fractions, tip axial offset (m), tip angle (rad), tip depth below the skin (m)]
+ENV_STATE_DIM = 5 + N_LANES + 3
+# observation: joint pos (6) | joint vel (6) | tcp pose (6) | wrench (6) | environment state (11)
 STATE_DIM = 24
 OBS_DIM = STATE_DIM + ENV_STATE_DIM
 # Tool pointing straight down, tool x along base x: the expert's and the home orientation.
@@ -230,6 +233,7 @@ class PeelTask:
         self.radius = float(np.mean(c.radius_range_m))
         self.half_length = 0.08
         self.tip_radius = 0.004
+        self.tip = self.center + np.array([0.0, 0.0, 0.1])  # blade tip centre (m, base frame)
         self._clear()
 
     def _clear(self) -> None:
@@ -272,6 +276,7 @@ class PeelTask:
         m.geom_rgba[geom] = SKIN
         sim.reset(np.array(sim.config.initial_joint_positions) + noise)
         sim.pop_trace()
+        self.tip = np.array(sim.data.site_xpos[m.site("tcp").id], dtype=np.float64)
         self._clear()
 
     def update(self, arm) -> None:
@@ -290,6 +295,7 @@ class PeelTask:
         force = np.asarray(force, dtype=np.float64).reshape(-1)
         if len(tip) == 0:
             return
+        self.tip = tip[-1].copy()
         c = self.config
         rel = tip - self.center
         axial = np.clip(rel[:, 0], -self.half_length, self.half_length)
@@ -331,11 +337,28 @@ class PeelTask:
         to +theta (a patch column belongs to the sector holding its centre angle)."""
         return np.array([self.removed[:, self._lane == k].mean() for k in range(N_LANES)])
 
+    def tip_in_fruit_frame(self) -> np.ndarray:
+        """``(3,)``: the blade tip's axial offset from the fruit's centre (m, along +x), its
+        angle around the axis (rad, 0 at the top, positive toward +y) and its depth below the
+        original skin (m, negative above it), from the last physics tick booked."""
+        rel = self.tip - self.center
+        rho = math.hypot(rel[1], rel[2])
+        depth = self.radius - (rho - self.tip_radius)
+        return np.array([rel[0], math.atan2(rel[1], rel[2]), depth])
+
     def environment_state(self) -> np.ndarray:
-        """``(8,)`` float32: fruit centre x, y, z (m), radius (m), removed fraction, then the
-        removed fraction of each of the ``N_LANES`` lanes (see ``lane_removed_fractions``)."""
+        """``(11,)`` float32: fruit centre x, y, z (m), radius (m), removed fraction, the
+        removed fraction of each of the ``N_LANES`` lanes (see ``lane_removed_fractions``),
+        then the blade tip's axial offset (m), angle (rad) and depth below the skin (m) (see
+        ``tip_in_fruit_frame``)."""
         return np.array(
-            [*self.center, self.radius, self.removed.mean(), *self.lane_removed_fractions()],
+            [
+                *self.center,
+                self.radius,
+                self.removed.mean(),
+                *self.lane_removed_fractions(),
+                *self.tip_in_fruit_frame(),
+            ],
             dtype=np.float32,
         )
 
@@ -384,16 +407,18 @@ def compose_target(previous: np.ndarray, delta: np.ndarray) -> np.ndarray:
 class PeelEnv(gym.Env):
     """Peel-v0 as a gymnasium env.
 
-    Observation ``(32,)`` float32::
+    Observation ``(35,)`` float32::
 
         [0:6]   joint positions (rad)        [6:12]  joint velocities (rad/s)
         [12:18] TCP pose x, y, z, rx, ry, rz (m, rad; base frame)
         [18:24] wrist wrench fx..tz (N, N*m; tool frame, load on the sensor)
-        [24:32] environment state: fruit centre x, y, z (m), radius (m), removed fraction,
-                removed fraction of each of the N_LANES = 3 lanes (thirds of the arc)
+        [24:35] environment state: fruit centre x, y, z (m), radius (m), removed fraction,
+                removed fraction of each of the N_LANES = 3 lanes (thirds of the arc),
+                blade tip axial offset (m), angle around the axis (rad), depth below the
+                skin (m)
 
     The first 24 entries are what the recorder writes as ``observation.state`` (+ wrench) and
-    the last 8 as ``observation.environment_state``.
+    the last 11 as ``observation.environment_state``.
 
     Action ``(6,)``: TCP delta ``[dx, dy, dz, drx, dry, drz]`` (m, rad, base frame) per control
     tick, clipped per component to ``max_translation_step_m`` / ``max_rotation_step_rad`` and
@@ -570,7 +595,7 @@ def _clip_norm(vector: np.ndarray, limit: float) -> np.ndarray:
 class PeelExpert:
     """A scripted peeler whose every action is a function of the current Peel-v0 observation
     (``robopref.policies.Policy`` interface: ``begin_episodes(n)``, then
-    ``act(obs (B, 32)) -> (B, 6)`` float32). The only state it keeps is the pause knob's
+    ``act(obs (B, 35)) -> (B, 6)`` float32). The only state it keeps is the pause knob's
     countdown, so behaviour cloning can learn it: a cloned policy sees everything the expert
     decides from.
 
@@ -605,7 +630,11 @@ class PeelExpert:
 
     TRAVEL_CLEARANCE_M = 0.012
     RETREAT_CLEARANCE_M = 0.03
-    CONTACT_M = 0.001  # closer than this to the skin counts as touching it (m)
+    # Closer than this to the skin counts as the cutting zone (m): a blade that lost contact
+    # mid-stroke by a few millimetres is pressed back by the depth law, not sent around again.
+    CONTACT_M = 0.005
+    ZONE_OVERRUN_M = 0.015  # the zone reaches this far past a stroke's end along x (m)
+    MAX_DEPTH_STEP_M = 0.004  # the depth law moves the target at most this far in per step (m)
     SETTLE_M = 0.0015  # the blade stands still along x while the depth is off by this (m)
     DEPTH_GAIN = 1.0  # fraction of the measured depth error corrected per step
     ANGLE_GAIN = 0.5  # fraction of the lane-angle error corrected per step
@@ -658,7 +687,7 @@ class PeelExpert:
         return np.clip(action, -self._high, self._high)
 
     def clean_action(self, obs: np.ndarray) -> np.ndarray:
-        """The noise- and pause-free action ``(6,)`` for one observation ``(32,)``; sets
+        """The noise- and pause-free action ``(6,)`` for one observation ``(35,)``; sets
         ``self.mode`` to the rule that chose it (done, cut, shift, lift, descend, travel)."""
         t = self.task
         obs = np.asarray(obs, dtype=np.float64)
@@ -681,7 +710,7 @@ class PeelExpert:
         self.mode = "lift"
         if len(todo) == 0:
             self.mode = "done"
-        elif depth > -self.CONTACT_M and abs(x) < end + 0.015:
+        elif depth > -self.CONTACT_M and abs(x) < end + self.ZONE_OVERRUN_M:
             if not over:
                 self.mode = "cut"
             elif todo[0] != near and self.lane_directions[todo[0]] * x < 0:
@@ -709,7 +738,8 @@ class PeelExpert:
                 advance = 0.0
                 goal = self.lane_angles[todo[0]] - theta
                 turn = float(np.clip(goal, -self.SHIFT_M / rho, self.SHIFT_M / rho))
-            step = self._toward(center, (x + advance, theta + turn, rho - self.DEPTH_GAIN * error))
+            plunge = min(self.DEPTH_GAIN * error, self.MAX_DEPTH_STEP_M)
+            step = self._toward(center, (x + advance, theta + turn, rho - plunge))
             step = step - tcp[:3]
         else:
             if self.mode == "done":
@@ -718,7 +748,7 @@ class PeelExpert:
                 goal = (x, theta, travel_rho)
             elif self.mode == "descend":
                 lane = self.lane_angles[todo[0]]
-                goal = (start, lane, rho - min(0.004, max(error, 0.0)))
+                goal = (start, lane, rho - min(self.MAX_DEPTH_STEP_M, max(error, 0.0)))
             else:
                 goal = (start, self.lane_angles[todo[0]], travel_rho)
             offset = self._toward(center, goal) - tcp[:3]

@@ -27,12 +27,17 @@ class BCConfig:
             state-independent std).
         action_low, action_high: action bounds (environment units); the mean is squashed
             into them with tanh.
+        normalize_actions: measure the deterministic head's squared error in units of each
+            action dimension's standard deviation in the demonstrations. Needed when action
+            dimensions differ in scale (e.g. metres and radians): otherwise the loss is
+            dominated by the largest and the small ones are fitted coarsely.
     """
 
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
     head: str = "deterministic"
     action_low: float = -1.0
     action_high: float = 1.0
+    normalize_actions: bool = False
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -63,6 +68,9 @@ class BCPolicy(nn.Module, Policy):
         self.obs_dim, self.act_dim, self.config = obs_dim, act_dim, config
         self.register_buffer("obs_mean", torch.zeros(obs_dim))
         self.register_buffer("obs_std", torch.ones(obs_dim))
+        # Per-dimension unit of the deterministic loss ``(act_dim,)``; ones unless
+        # ``config.normalize_actions`` (set from the demonstrations by ``set_action_scale``).
+        self.register_buffer("action_scale", torch.ones(act_dim))
         self.net = mlp(obs_dim, list(config.hidden_sizes), act_dim)
         self.log_std = nn.Parameter(torch.full((act_dim,), -1.0))
         self._half_range = (config.action_high - config.action_low) / 2
@@ -75,6 +83,12 @@ class BCPolicy(nn.Module, Policy):
         # Constant dimensions (Meta-World pads with zeros) must not blow up to inf.
         self.obs_std.copy_(obs.std(0).clamp_min(1e-3))
 
+    def set_action_scale(self, actions: np.ndarray) -> None:
+        """Set the loss unit of each action dimension from ``(N, act_dim)`` samples: their
+        std, floored at 0.1% of the largest so a constant dimension cannot dominate."""
+        std = torch.as_tensor(actions, dtype=torch.float32).std(0)
+        self.action_scale.copy_(std.clamp_min(max(float(std.max()) * 1e-3, 1e-8)))
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         z = (obs - self.obs_mean) / self.obs_std
         return self._center + self._half_range * torch.tanh(self.net(z))
@@ -83,7 +97,7 @@ class BCPolicy(nn.Module, Policy):
         """Per-sample loss ``(B,)``: squared error (deterministic) or Gaussian NLL."""
         mean = self(obs)
         if self.config.head == "deterministic":
-            return ((mean - actions) ** 2).sum(-1)
+            return (((mean - actions) / self.action_scale) ** 2).sum(-1)
         std = self.log_std.clamp(-5, 2).exp()
         return (0.5 * ((actions - mean) / std) ** 2 + std.log()).sum(-1)
 
@@ -123,7 +137,10 @@ class BCPolicy(nn.Module, Policy):
                 f"{path} holds a '{payload.get('kind')}', not a BC policy: pass a policy checkpoint"
             )
         policy = cls(payload["obs_dim"], payload["act_dim"], BCConfig(**payload["config"]))
-        load_state_dict_checked(policy, payload["model"], path)
+        state = dict(payload["model"])
+        # Checkpoints written before action normalisation existed trained with unit scales.
+        state.setdefault("action_scale", torch.ones(payload["act_dim"]))
+        load_state_dict_checked(policy, state, path)
         return policy
 
 
@@ -136,5 +153,7 @@ def train_bc(policy: BCPolicy, demos: list[Episode], trainer: Trainer) -> dict[s
             f"{policy.obs_dim}/{policy.act_dim}: rebuild the policy for this task"
         )
     policy.set_normalizer(obs)
+    if policy.config.normalize_actions:
+        policy.set_action_scale(act)
     data = {"obs": torch.as_tensor(obs), "act": torch.as_tensor(act)}
     return trainer.fit(policy, policy.bc_loss, data)

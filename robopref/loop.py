@@ -47,7 +47,11 @@ class LoopConfig:
         rounds: refinement rounds K.
         num_demos: scripted-expert demonstrations for behaviour cloning.
         rollouts_per_round: exploration episodes collected each round.
+        rollouts_per_goal: exploration episodes started from each drawn goal variation, so a
+            refiner can compare episodes that share a start (``rwr`` with ``baseline=goal``).
         exploration_std: std of Gaussian action noise during those rollouts (action units).
+        exploration_correlation: step-to-step correlation of that noise in ``[0, 1)`` (0:
+            white noise; see ``GaussianExploration``).
         segment_length: steps per queried segment.
         queries_per_round: queries asked each round (label budget = rounds x this).
         candidates_per_query: candidate pairs scored per query asked.
@@ -64,7 +68,9 @@ class LoopConfig:
     rounds: int = 4
     num_demos: int = 25
     rollouts_per_round: int = 40
+    rollouts_per_goal: int = 1
     exploration_std: float = 0.3
+    exploration_correlation: float = 0.0
     segment_length: int = 50
     queries_per_round: int = 100
     candidates_per_query: int = 10
@@ -80,6 +86,7 @@ class LoopConfig:
             "rounds",
             "num_demos",
             "rollouts_per_round",
+            "rollouts_per_goal",
             "segment_length",
             "queries_per_round",
             "candidates_per_query",
@@ -89,6 +96,11 @@ class LoopConfig:
                 raise ConfigError(f"loop.{name} must be >= 1, got {getattr(self, name)}")
         if self.exploration_std < 0 or self.validation_episodes < 0:
             raise ConfigError("loop.exploration_std and loop.validation_episodes must be >= 0")
+        if not 0 <= self.exploration_correlation < 1:
+            raise ConfigError(
+                f"loop.exploration_correlation must lie in [0, 1), got "
+                f"{self.exploration_correlation}"
+            )
         if self.refine_from not in ("base", "latest"):
             raise ConfigError(
                 f"loop.refine_from must be 'base' or 'latest', got '{self.refine_from}'"
@@ -180,8 +192,13 @@ class PreferenceLoop:
 
         policy, pool, preferences, asked = base, list(demos), [], 0
         for k in range(1, cfg.rounds + 1):
-            explorer = GaussianExploration(policy, cfg.exploration_std, seed=cfg.seed * 100 + k)
-            rollouts = self.rollout(explorer, cfg.rollouts_per_round, f"rollouts_round{k}")
+            explorer = GaussianExploration(
+                policy, cfg.exploration_std, seed=cfg.seed * 100 + k,
+                correlation=cfg.exploration_correlation,
+            )
+            rollouts = self.rollout(
+                explorer, cfg.rollouts_per_round, f"rollouts_round{k}", cfg.rollouts_per_goal
+            )
             pool += rollouts
             queries = self.select_queries(pool, fitted=k > 1)
             preferences += self.gather_labels(queries, pool)
@@ -206,8 +223,9 @@ class PreferenceLoop:
         return self.finish(start)
 
     # -- the steps -----------------------------------------------------------------------
-    def rollout(self, policy: Policy, count: int, name: str) -> list[Episode]:
-        goals = self.rng.integers(0, 50, size=count).tolist()
+    def rollout(self, policy: Policy, count: int, name: str, per_goal: int = 1) -> list[Episode]:
+        drawn = self.rng.integers(0, 50, size=-(-count // per_goal))
+        goals = np.repeat(drawn, per_goal)[:count].tolist()
         episodes = collect_episodes(
             self.vec_env,
             policy,

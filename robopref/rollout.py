@@ -25,19 +25,40 @@ class ExpertPolicy(Policy):
 
 
 class GaussianExploration(Policy):
-    """Adds ``N(0, std^2)`` noise to another policy's actions and clips to ``[low, high]``."""
+    """Adds Gaussian noise of std ``std`` to another policy's actions and clips to
+    ``[low, high]``.
 
-    def __init__(self, policy: Policy, std: float, seed: int = 0, low=-1.0, high=1.0):
+    ``correlation`` in ``[0, 1)`` makes the noise an AR(1) process per episode,
+    ``n_t = c * n_{t-1} + sqrt(1 - c^2) * N(0, std^2)``, with the same std at every step but a
+    correlation time of about ``1 / (1 - c)`` steps. White noise (``c = 0``) is mostly averaged
+    away by the arm's dynamics, so rollouts differ little in outcome; correlated noise makes
+    episodes that deviate consistently (push a little more to one side for a second), which is
+    what reward-weighted regression can select and imitate.
+    """
+
+    def __init__(
+        self, policy: Policy, std: float, seed: int = 0, low=-1.0, high=1.0,
+        correlation: float = 0.0,
+    ):
+        if not 0 <= correlation < 1:
+            raise ValueError(f"exploration correlation must lie in [0, 1), got {correlation}")
         self.policy, self.std, self.low, self.high = policy, std, low, high
+        self.correlation = correlation
         self.rng = np.random.default_rng(seed)
+        self._noise: np.ndarray | None = None
 
     def begin_episodes(self, n: int) -> None:
         self.policy.begin_episodes(n)
+        self._noise = None
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         action = self.policy.act(obs)
-        action = action + self.rng.normal(0.0, self.std, size=action.shape)
-        return np.clip(action, self.low, self.high).astype(np.float32)
+        fresh = self.rng.normal(0.0, self.std, size=action.shape)
+        c = self.correlation
+        if c and self._noise is not None and self._noise.shape == fresh.shape:
+            fresh = c * self._noise + np.sqrt(1.0 - c * c) * fresh
+        self._noise = fresh
+        return np.clip(action + fresh, self.low, self.high).astype(np.float32)
 
 
 def collect_episodes(

@@ -99,7 +99,7 @@ def test_gymnasium_env_checker_passes():
 
 def test_observation_layout_and_info(env):
     obs, info = env.reset(seed=4)
-    assert obs.shape == (OBS_DIM,) == (32,) and obs.dtype == np.float32
+    assert obs.shape == (OBS_DIM,) == (35,) and obs.dtype == np.float32
     live = env.sim.get_observation()
     np.testing.assert_allclose(obs[0:6], live.joint_positions, atol=1e-6)
     np.testing.assert_allclose(obs[12:18], live.tcp_pose, atol=1e-6)
@@ -108,7 +108,12 @@ def test_observation_layout_and_info(env):
     assert len(state) == ENV_STATE_DIM
     np.testing.assert_allclose(state, env.task.environment_state())
     assert 0.035 <= state[3] <= 0.045 and state[4] == 0.0
-    np.testing.assert_array_equal(state[5:], np.zeros(N_LANES))  # per-lane removed fractions
+    np.testing.assert_array_equal(state[5:8], np.zeros(N_LANES))  # per-lane removed fractions
+    tip = live.tcp_pose[:3] - state[:3]  # the tip in the fruit frame: axial, angle, depth
+    rho = np.hypot(tip[1], tip[2])
+    np.testing.assert_allclose(state[8:], [tip[0], np.arctan2(tip[1], tip[2]),
+                                           state[3] + env.task.tip_radius - rho], atol=1e-6)
+    assert state[10] < -0.01  # the home pose is well above the skin
     assert set(info) >= METRIC_KEYS
     obs, reward, terminated, truncated, info = env.step(np.zeros(6))
     assert set(info) >= METRIC_KEYS and "true_reward" in info
@@ -182,7 +187,7 @@ def test_layer_bookkeeping_from_a_synthetic_trace():
     assert task.removed[:, 3:5].all() and not task.removed[:, 0].any()
     # Lanes are thirds of the arc (columns 0-2, 3-4, 5-7): the middle one is peeled.
     np.testing.assert_allclose(task.lane_removed_fractions(), [1 / 3, 1.0, 1 / 3])
-    np.testing.assert_allclose(task.environment_state()[5:], [1 / 3, 1.0, 1 / 3], rtol=1e-6)
+    np.testing.assert_allclose(task.environment_state()[5:8], [1 / 3, 1.0, 1 / 3], rtol=1e-6)
     assert 0.2 < m["removed_fraction"] < 0.6 and m["gouged_fraction"] == 0.0
     assert m["depth_error_per_segment"] == pytest.approx([0.0] * 6, abs=1e-9)
     assert m["mean_contact_force_n"] == pytest.approx(8.0)

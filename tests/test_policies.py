@@ -204,3 +204,66 @@ def test_clone_is_independent():
 def test_bc_config_validation(kwargs):
     with pytest.raises(ConfigError):
         BCConfig(**kwargs)
+
+
+def mixed_scale_demos(n: int = 8, T: int = 40) -> list[Episode]:
+    """Action 0 of order 1e-2 (centimetres), action 1 of order 1: the mixed units of a
+    translation-plus-rotation arm action."""
+    demos = []
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        obs = rng.uniform(-1, 1, size=(T, 3)).astype(np.float32)
+        act = np.stack([1e-2 * np.sin(3 * obs[:, 0]), np.cos(2 * obs[:, 1])], axis=1)
+        demos.append(Episode(obs, act, np.zeros(T), np.zeros(T, bool)))
+    return demos
+
+
+def small_dimension_error(normalize: bool) -> float:
+    demos = mixed_scale_demos()
+    policy = make_policy(normalize_actions=normalize)
+    train_bc(policy, demos, trainer(400))
+    obs = np.concatenate([d.observations for d in demos])
+    act = np.concatenate([d.actions for d in demos])
+    return float(np.abs(policy.act(obs)[:, 0] - act[:, 0]).mean() / np.abs(act[:, 0]).mean())
+
+
+def test_action_normalisation_fits_the_small_dimension_the_raw_loss_ignores():
+    normalised, raw = small_dimension_error(True), small_dimension_error(False)
+    assert normalised < 0.75 * raw, (normalised, raw)
+
+
+def test_normalised_loss_is_squared_error_in_units_of_the_action_scale():
+    policy = make_policy(normalize_actions=True)
+    policy.action_scale.copy_(torch.tensor([0.01, 2.0]))
+    obs = torch.zeros(1, 3)
+    target = policy(obs) + torch.tensor([[0.03, 1.0]])
+    expected = (0.03 / 0.01) ** 2 + (1.0 / 2.0) ** 2
+    assert policy.action_nll(obs, target).item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_action_scale_is_the_demo_std_and_survives_save_and_load(tmp_path):
+    demos = mixed_scale_demos()
+    policy = make_policy(normalize_actions=True)
+    train_bc(policy, demos, trainer(2))
+    act = np.concatenate([d.actions for d in demos])
+    np.testing.assert_allclose(policy.action_scale.numpy(), act.std(0, ddof=1), rtol=1e-4)
+    policy.save(tmp_path / "p.pt")
+    loaded = BCPolicy.load(tmp_path / "p.pt")
+    assert torch.equal(loaded.action_scale, policy.action_scale)
+    assert make_policy().action_scale.tolist() == [1.0, 1.0]  # off by default
+
+
+def test_action_scale_floors_a_constant_dimension():
+    policy = make_policy()
+    policy.set_action_scale(np.array([[0.0, 1.0], [0.0, -1.0], [0.0, 3.0]]))
+    assert policy.action_scale[0] == pytest.approx(1e-3 * policy.action_scale[1].item())
+
+
+def test_checkpoint_from_before_action_scale_loads_with_unit_scale(tmp_path):
+    from robopref.training import save_checkpoint
+
+    policy = make_policy()
+    state = {k: v for k, v in policy.state_dict().items() if k != "action_scale"}
+    save_checkpoint(tmp_path / "old.pt", {"kind": "bc_policy", "obs_dim": 3, "act_dim": 2,
+                                          "config": {"hidden_sizes": [32, 32]}, "model": state})
+    assert BCPolicy.load(tmp_path / "old.pt").action_scale.tolist() == [1.0, 1.0]

@@ -16,6 +16,7 @@ from robopref.refine import (
     RewardWeightedRegression,
     RWRConfig,
     exp_weights,
+    goal_baseline,
     reward_to_go,
 )
 from robopref.rewards import RewardModel
@@ -89,6 +90,7 @@ def test_higher_temperature_flattens_weights():
         {"max_weight": 0.99},
         {"demo_weight": -0.1},
         {"anchor_weight": -0.1},
+        {"baseline": "value"},
     ],
 )
 def test_rwr_config_validation(kwargs):
@@ -99,6 +101,75 @@ def test_rwr_config_validation(kwargs):
 def test_rwr_config_boundaries_and_registry():
     RWRConfig(max_weight=1.0, demo_weight=0.0, anchor_weight=0.0)
     assert REFINERS["rwr"] == (RWRConfig, RewardWeightedRegression)
+
+
+def test_goal_baseline_is_the_goal_mean_and_the_global_mean_for_singletons_and_unknowns():
+    returns = np.array([1.0, 3.0, 10.0, 20.0, 30.0, 7.0, 4.0])
+    goals = [0, 0, 5, 5, 5, 9, None]
+    overall = returns.mean()
+    np.testing.assert_allclose(
+        goal_baseline(returns, goals), [2.0, 2.0, 20.0, 20.0, 20.0, overall, overall]
+    )
+
+
+def test_goal_baseline_without_goals_is_the_global_mean():
+    returns = np.array([1.0, 2.0, 6.0])
+    np.testing.assert_allclose(goal_baseline(returns, [None] * 3), np.full(3, 3.0))
+
+
+def test_rwr_goal_baseline_upweights_the_best_episode_of_a_hard_goal():
+    """Goal 1 is hard (every return low): with a global baseline its best episode gets almost
+    no weight; compared within its goal, it is the one to imitate."""
+    T = 4
+    returns = {0: [10.0, 11.0, 9.0], 1: [0.0, 1.0, -1.0]}
+
+    class ReturnByEpisode(RewardModel):
+        obs_dim, act_dim = 1, 1
+
+        def member_rewards(self, obs, act):
+            # Each episode's actions hold its return / T, so the learned return is the return.
+            return np.asarray(act, dtype=np.float64)[None, ..., 0]
+
+        def fit(self, preferences, episodes):
+            return {}
+
+    episodes = [
+        Episode(np.zeros((T, 1)), np.full((T, 1), r / T), np.zeros(T), np.zeros(T, bool),
+                meta={"goal_index": goal})
+        for goal, rs in returns.items() for r in rs
+    ]
+    captured = {}
+
+    class Capture(RewardWeightedRegression):
+        def refine(self, *args):
+            import robopref.refine.rwr as rwr
+
+            original = rwr.fit_anchored
+
+            def spy(trainer, policy, base, obs, act, weights, anchor):
+                captured["weights"] = weights.reshape(-1, T)[:, 0]
+                return policy.clone(), {}
+
+            rwr.fit_anchored = spy
+            try:
+                return super().refine(*args)
+            finally:
+                rwr.fit_anchored = original
+
+    trainer = Trainer(TrainerConfig(steps=1, device="cpu", progress=False))
+    base = make_base_policy()
+    for baseline in ("global", "goal"):
+        Capture(RWRConfig(temperature=0.5, baseline=baseline), trainer).refine(
+            base, base, episodes, [], ReturnByEpisode()
+        )
+        w = captured["weights"]
+        best_hard = w[4]  # return 1.0 on goal 1
+        if baseline == "global":
+            assert best_hard < 0.2 * w[:3].min()
+        else:
+            # The best episode of each goal gets the same (largest) weight.
+            assert best_hard == pytest.approx(w[1]) and best_hard == pytest.approx(w.max())
+            assert w[5] == pytest.approx(w[2])
 
 
 # --------------------------------------------------------------------------- refinement

@@ -2,7 +2,7 @@
 
 from robopref.refine.awr import AdvantageWeightedRegression, AWRConfig, reward_to_go
 from robopref.refine.base import Refiner
-from robopref.refine.rwr import RewardWeightedRegression, RWRConfig, exp_weights
+from robopref.refine.rwr import RewardWeightedRegression, RWRConfig, exp_weights, goal_baseline
 
 # The one registry of refiners: name -> (config class, refiner class).
 REFINERS = {
@@ -18,5 +18,6 @@ __all__ = [
     "Refiner",
     "RewardWeightedRegression",
     "exp_weights",
+    "goal_baseline",
     "reward_to_go",
 ]

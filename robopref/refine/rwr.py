@@ -1,9 +1,15 @@
 """Reward-weighted regression over the policy's own rollouts, anchored to the base policy.
 
 Each episode i (rollouts and demonstrations alike) gets a learned return
-``R_i = sum_t r_hat(o_t, a_t)``; with ``z_i = (R_i - mean R) / std R`` its steps are weighted
-``w_i = exp(z_i / temperature)`` (capped at ``max_weight``, normalised to mean 1; demos
-further scaled by ``demo_weight``). The policy minimises::
+``R_i = sum_t r_hat(o_t, a_t)`` and a baseline ``b_i``; with ``z_i = (R_i - b_i) / std(R - b)``
+its steps are weighted ``w_i = exp(z_i / temperature)`` (capped at ``max_weight``, normalised
+to mean 1; demos further scaled by ``demo_weight``). The baseline is either the mean return
+of all episodes (``baseline="global"``) or the mean return of the episodes that started from
+the same goal variation (``baseline="goal"``, falling back to the global mean for a goal seen
+once). The per-goal baseline is a group-relative advantage: on a goal the policy fails, the
+rollout that got furthest is still up-weighted, where a global baseline would down-weight
+every episode of a hard goal and only reinforce goals already solved. The policy
+minimises::
 
     sum_i w_i * ||pi(o) - a||^2  +  anchor_weight * ||pi(o) - pi_base(o)||^2
 
@@ -35,12 +41,15 @@ class RWRConfig:
     max_weight: cap on an episode's weight before normalisation.
     demo_weight: extra factor on demonstration episodes' weights.
     anchor_weight: weight of the L2 anchor to the base policy's mean action.
+    baseline: ``"global"`` (mean learned return of all episodes) or ``"goal"`` (mean of the
+        episodes with the same ``meta["goal_index"]``).
     """
 
     temperature: float = 0.25
     max_weight: float = 20.0
     demo_weight: float = 1.0
     anchor_weight: float = 0.1
+    baseline: str = "global"
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -49,6 +58,28 @@ class RWRConfig:
             raise ConfigError("rwr max_weight must be >= 1")
         if self.demo_weight < 0 or self.anchor_weight < 0:
             raise ConfigError("rwr demo_weight and anchor_weight must be >= 0")
+        if self.baseline not in BASELINES:
+            raise ConfigError(
+                f"rwr baseline must be one of {sorted(BASELINES)}, got '{self.baseline}'"
+            )
+
+
+BASELINES = ("global", "goal")
+
+
+def goal_baseline(returns: np.ndarray, goals: list) -> np.ndarray:
+    """Per-episode baseline ``(N,)``: the mean of ``returns`` over episodes sharing a goal
+    (``None`` = unknown goal), or the mean of all returns where the goal is unknown or seen
+    only once."""
+    baseline = np.full(len(returns), returns.mean())
+    groups: dict = {}
+    for i, goal in enumerate(goals):
+        if goal is not None:
+            groups.setdefault(goal, []).append(i)
+    for members in groups.values():
+        if len(members) > 1:
+            baseline[members] = returns[members].mean()
+    return baseline
 
 
 def exp_weights(scores: np.ndarray, temperature: float, max_weight: float) -> np.ndarray:
@@ -67,6 +98,8 @@ class RewardWeightedRegression(Refiner):
         cfg = self.config
         episodes = list(demos) + list(rollouts)
         learned = np.array([reward_model.episode_rewards(e).sum() for e in episodes])
+        if cfg.baseline == "goal":
+            learned = learned - goal_baseline(learned, [e.meta.get("goal_index") for e in episodes])
         weights = exp_weights(learned, cfg.temperature, cfg.max_weight)
         weights[: len(demos)] *= cfg.demo_weight
         obs, act = stack_transitions(episodes)
