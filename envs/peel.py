@@ -87,7 +87,7 @@ class PeelConfig:
     """Peel-v0 settings. Lengths m, angles rad, forces N.
 
     Attributes:
-        episode_steps: episode length in control steps (240 at 20 Hz = 12 s simulated).
+        episode_steps: episode length in control steps (400 at 20 Hz = 20 s simulated).
         control_hz: command rate (Hz); physics runs at the model's 500 Hz.
         max_translation_step_m: largest |dx|, |dy|, |dz| of one action (per component).
         max_rotation_step_rad: largest |drx|, |dry|, |drz| of one action (per component).
@@ -110,7 +110,7 @@ class PeelConfig:
         success_max_gouged_fraction: gouged fraction allowed for success.
     """
 
-    episode_steps: int = 240
+    episode_steps: int = 400
     control_hz: float = 20.0
     max_translation_step_m: float = 0.01
     max_rotation_step_rad: float = 0.05
@@ -601,26 +601,26 @@ class PeelExpert:
 
     From the TCP pose (the blade tip) and the fruit's centre and radius it computes the tip's
     axial position ``x``, angle ``theta`` around the axis (0 at the top) and depth below the
-    skin. Lane ``k`` (``N_LANES`` sectors of the arc, their removed fractions observed) is cut
-    toward +x when ``k`` is even and toward -x when odd, so each stroke ends where the next
-    starts. Then, in order:
+    skin. Every lane (``N_LANES`` sectors of the arc, their removed fractions observed) is cut
+    in one stroke toward +x, from ``-stroke_end_x`` to ``+stroke_end_x``. Then, in order:
 
     - every lane peeled (removed fraction >= ``LANE_DONE``): rise ``RETREAT_CLEARANCE_M`` above
       the skin and hold;
-    - touching (depth > ``-CONTACT_M``) near the layer: the depth follows a proportional law on
-      the measured depth (the env integrates the deltas, so the commanded target settles
-      where the depth is right), and on the lane nearest ``theta``:
+    - in the cutting zone (less than ``CONTACT_M`` above the skin, along the layer) before the
+      stroke's end: cut the lane nearest ``theta``. The depth follows a proportional law on the
+      measured depth (the env integrates the deltas, so the commanded target settles where
+      the depth is right); the blade advances at the stroke speed, slowed while the depth is
+      off by more than ``SETTLE_M - 1 mm`` (a cut starts only once the depth has settled), and
+      is steered to the lane's centre angle. A blade that lost contact mid-stroke by a few
+      millimetres is pressed back here, not sent around again;
+    - in the zone past the stroke's end: lift straight off;
+    - in the air: approach the first unpeeled lane's start down a funnel, the clearance
+      allowed above the skin growing with the distance from the start (``FUNNEL_*``), and
+      rise straight up first when far below the funnel.
 
-      - lane unpeeled and its stroke not over, or lane peeled mid-stroke: cut. The blade
-        advances in the lane's direction at the stroke speed, slowed while the depth is off
-        by more than ``SETTLE_M - 1 mm`` (a cut starts only once the depth has settled), and
-        is steered to the lane's centre angle;
-      - stroke over with the next unpeeled lane starting at this end: slide sideways onto it;
-      - otherwise (a lane left unpeeled behind): lift off;
-
-    - in the air above the first unpeeled lane's start: descend;
-    - otherwise: rise to ``TRAVEL_CLEARANCE_M`` above the skin, then move at that height to
-      the first unpeeled lane's start.
+    One stroke direction and one continuous approach rule keep the expert free of the
+    discontinuities a cloned policy blends into stalls: with alternating directions, a policy
+    between two lanes averaged +x and -x into standing still.
 
     Free-space moves correct a fraction ``MOVE_GAIN`` of the pose error per step with a floor
     of ``MIN_STEP_M``: the arm's pose lags its commanded target, so correcting all of it would
@@ -636,13 +636,14 @@ class PeelExpert:
     ZONE_OVERRUN_M = 0.015  # the zone reaches this far past a stroke's end along x (m)
     MAX_DEPTH_STEP_M = 0.004  # the depth law moves the target at most this far in per step (m)
     SETTLE_M = 0.0015  # the blade stands still along x while the depth is off by this (m)
+    SETTLE_FLOOR = 0.0  # fraction of the stroke speed kept while the depth settles
     DEPTH_GAIN = 1.0  # fraction of the measured depth error corrected per step
     ANGLE_GAIN = 0.5  # fraction of the lane-angle error corrected per step
-    SHIFT_M = 0.002  # sideways slide per step between lanes (m of arc)
     STROKE_MARGIN_M = 0.008  # strokes run this far beyond the layer along x (m)
     LANE_DONE = 0.95
-    NEAR_START_M = 0.012  # a descent starts up to this far outside a start, half inside (m)
-    LANE_TOLERANCE_M = 0.004  # ... and this close to the lane's centre line (m)
+    FUNNEL_MOUTH_M = 0.004  # within this distance of a stroke's start the blade goes down (m)
+    FUNNEL_LENGTH_M = 0.012  # ... and the allowed clearance reaches travel height this far on
+    FUNNEL_SLACK_M = 0.003  # lower than the funnel by this: rise straight up first (m)
     MOVE_GAIN = 0.5
     MIN_STEP_M = 0.002
 
@@ -657,7 +658,6 @@ class PeelExpert:
         )
         t = self.task
         self.lane_angles = t.layer_half_angle_rad * (-1 + (2 * np.arange(N_LANES) + 1) / N_LANES)
-        self.lane_directions = np.where(np.arange(N_LANES) % 2 == 0, 1.0, -1.0)
         self.stroke_end_x = t.layer_half_length_m + self.STROKE_MARGIN_M
         self.tip_radius = 0.004
         self.mode = "travel"
@@ -688,7 +688,7 @@ class PeelExpert:
 
     def clean_action(self, obs: np.ndarray) -> np.ndarray:
         """The noise- and pause-free action ``(6,)`` for one observation ``(35,)``; sets
-        ``self.mode`` to the rule that chose it (done, cut, shift, lift, descend, travel)."""
+        ``self.mode`` to the rule that chose it (done, cut, lift, descend, travel)."""
         t = self.task
         obs = np.asarray(obs, dtype=np.float64)
         env = obs[STATE_DIM:]
@@ -704,58 +704,53 @@ class PeelExpert:
         travel_rho = surface + self.TRAVEL_CLEARANCE_M
         end = self.stroke_end_x
         todo = np.flatnonzero(lanes < self.LANE_DONE)
-        near = int(np.argmin(np.abs(self.lane_angles - theta)))
-        direction = self.lane_directions[near]
-        over = x * direction >= end  # past the end of the nearest lane's stroke
-        self.mode = "lift"
         if len(todo) == 0:
             self.mode = "done"
+            goal = (x, theta, surface + self.RETREAT_CLEARANCE_M)
         elif depth > -self.CONTACT_M and abs(x) < end + self.ZONE_OVERRUN_M:
-            if not over:
+            if x < end:
                 self.mode = "cut"
-            elif todo[0] != near and self.lane_directions[todo[0]] * x < 0:
-                self.mode = "shift"  # the next lane starts at this end
+                return self._cut(center, tcp, x, theta, rho, error)
+            self.mode = "lift"
+            goal = (x, theta, travel_rho)
         else:
-            start = -end * self.lane_directions[todo[0]]
-            outside = (start - x) * self.lane_directions[todo[0]]  # > 0 before the start
-            lane_offset = (self.lane_angles[todo[0]] - theta) * rho
-            if (
-                -self.NEAR_START_M / 2 < outside < self.NEAR_START_M
-                and abs(lane_offset) < self.LANE_TOLERANCE_M
-            ):
-                self.mode = "descend"
-            elif depth < -(self.TRAVEL_CLEARANCE_M - 0.003):
-                self.mode = "travel"
+            start, lane = -end, self.lane_angles[todo[0]]
+            distance = math.hypot(start - x, (lane - theta) * rho)
+            # The clearance allowed above the skin grows with the distance from the start, so
+            # the way down is one continuous rule.
+            clearance = self.TRAVEL_CLEARANCE_M * float(
+                np.clip((distance - self.FUNNEL_MOUTH_M) / self.FUNNEL_LENGTH_M, 0.0, 1.0)
+            )
+            if -depth < clearance - self.FUNNEL_SLACK_M:
+                self.mode = "lift"  # below the funnel: rise straight up to it
+                goal = (x, theta, surface + clearance)
+            else:
+                self.mode = "descend" if clearance < self.TRAVEL_CLEARANCE_M else "travel"
+                goal = (start, lane, max(surface + clearance, rho - self.MAX_DEPTH_STEP_M))
+        offset = self._toward(center, goal) - tcp[:3]
+        gain = 1.0 if self.mode == "lift" else self.MOVE_GAIN
+        step = _clip_norm(gain * offset, t.max_translation_step_m)
+        if np.linalg.norm(offset) > 2 * self.MIN_STEP_M > 2 * np.linalg.norm(step):
+            step = _clip_norm(offset, self.MIN_STEP_M)
+        return self._with_tool_down(step, tcp)
 
-        if self.mode in ("cut", "shift"):
-            if self.mode == "cut":
-                advance = self.config.stroke_speed_m_s / t.control_hz * direction
-                advance *= float(np.clip((self.SETTLE_M - abs(error)) / 0.001, 0.0, 1.0))
-                # Slow down over the stroke's last centimetre: the arm overshoots a sudden stop.
-                advance *= float(np.clip((end - x * direction) / 0.01, 0.3, 1.0))
-                turn = self.ANGLE_GAIN * (self.lane_angles[near] - theta)
-            else:
-                advance = 0.0
-                goal = self.lane_angles[todo[0]] - theta
-                turn = float(np.clip(goal, -self.SHIFT_M / rho, self.SHIFT_M / rho))
-            plunge = min(self.DEPTH_GAIN * error, self.MAX_DEPTH_STEP_M)
-            step = self._toward(center, (x + advance, theta + turn, rho - plunge))
-            step = step - tcp[:3]
-        else:
-            if self.mode == "done":
-                goal = (x, theta, surface + self.RETREAT_CLEARANCE_M)
-            elif self.mode == "lift":
-                goal = (x, theta, travel_rho)
-            elif self.mode == "descend":
-                lane = self.lane_angles[todo[0]]
-                goal = (start, lane, rho - min(self.MAX_DEPTH_STEP_M, max(error, 0.0)))
-            else:
-                goal = (start, self.lane_angles[todo[0]], travel_rho)
-            offset = self._toward(center, goal) - tcp[:3]
-            gain = 1.0 if self.mode == "lift" else self.MOVE_GAIN
-            step = _clip_norm(gain * offset, t.max_translation_step_m)
-            if np.linalg.norm(offset) > 2 * self.MIN_STEP_M > 2 * np.linalg.norm(step):
-                step = _clip_norm(offset, self.MIN_STEP_M)
+    def _cut(self, center, tcp, x, theta, rho, error) -> np.ndarray:
+        """The cutting action: advance along +x, steer to the nearest lane, hold the depth."""
+        t = self.task
+        advance = self.config.stroke_speed_m_s / t.control_hz
+        settle = (self.SETTLE_M - abs(error)) / 0.001
+        advance *= float(np.clip(settle, self.SETTLE_FLOOR, 1.0))
+        # Slow down over the stroke's last centimetre: the arm overshoots a sudden stop.
+        advance *= float(np.clip((self.stroke_end_x - x) / 0.01, 0.3, 1.0))
+        near = int(np.argmin(np.abs(self.lane_angles - theta)))
+        turn = self.ANGLE_GAIN * (self.lane_angles[near] - theta)
+        plunge = min(self.DEPTH_GAIN * error, self.MAX_DEPTH_STEP_M)
+        step = self._toward(center, (x + advance, theta + turn, rho - plunge)) - tcp[:3]
+        return self._with_tool_down(step, tcp)
+
+    def _with_tool_down(self, step: np.ndarray, tcp: np.ndarray) -> np.ndarray:
+        """``step (3,)`` (m) clipped, plus the rotation that turns the tool straight down."""
+        t = self.task
         turn = TOOL_DOWN @ matrix_from_rotvec(tcp[3:]).T
         return np.concatenate(
             [

@@ -219,6 +219,9 @@ class TeleopCommand:
         buttons: named momentary buttons pressed since the last read, e.g.
             ``{"save", "discard", "rerecord", "quit"}``.
         timestamp: s (``time.monotonic()``).
+        intended: ``(6,)`` the motion the operator meant, where it differs from
+            ``delta_pose`` (a scripted operator that executes its commands with injected
+            noise, DART-style); ``None`` for devices that only know what they send.
     """
 
     delta_pose: np.ndarray
@@ -226,11 +229,17 @@ class TeleopCommand:
     intervention: bool = False
     buttons: frozenset[str] = field(default_factory=frozenset)
     timestamp: float = 0.0
+    intended: np.ndarray | None = None
 
 
 class Teleop(ABC):
     """A human (or scripted) input device; a background thread reads it, ``read()`` never
-    blocks and returns the latest command."""
+    blocks and returns the latest command.
+
+    ``reports_intended_action`` is True for devices whose every command carries
+    ``TeleopCommand.intended`` (a recorder then stores it as ``action.intended``)."""
+
+    reports_intended_action: bool = False
 
     @abstractmethod
     def connect(self) -> None: ...

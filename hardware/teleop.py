@@ -20,6 +20,7 @@ operator has no device: it computes its command in ``observe()``.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import select
 import struct
@@ -628,6 +629,12 @@ class ScriptedConfig:
             list of names pressed on that read.
         intervention_ticks: ``(start, stop)`` ranges of per-episode read indices flagged
             ``intervention`` (to exercise intervention-aware recorders).
+        execution_noise: std of Gaussian noise added to each executed command component (m
+            per tick for translation, rad per tick for rotation); the clean command is
+            reported as ``TeleopCommand.intended``. Demonstrations recorded this way (DART)
+            visit the states a cloned policy's small errors lead to, labelled with the
+            operator's corrections.
+        seed: seeds that noise.
     """
 
     translation_scale: float = 1.0
@@ -637,9 +644,20 @@ class ScriptedConfig:
     max_episodes: int | None = None
     buttons_schedule: dict[int, Any] = field(default_factory=dict)
     intervention_ticks: tuple[tuple[int, int], ...] = ()
+    execution_noise: float = 0.0
+    seed: int = 0
 
     def __post_init__(self) -> None:
         _check_scale("scripted", self.translation_scale, self.rotation_scale)
+        if not (
+            isinstance(self.execution_noise, int | float)
+            and math.isfinite(self.execution_noise)
+            and self.execution_noise >= 0
+        ):
+            raise ConfigError(
+                f"scripted execution_noise={self.execution_noise!r} must be a number >= 0 "
+                "(m and rad per tick)"
+            )
         self.observation_keys = tuple(self.observation_keys)
         unknown = [k for k in self.observation_keys if k not in _OBSERVATION_KEYS]
         if unknown:
@@ -687,9 +705,12 @@ class ScriptedTeleop(Teleop):
     Each tick the loop calls ``observe(observation, environment_state=None)``; the policy acts
     then, on the concatenation of ``config.observation_keys`` features and the environment
     state (the one passed, else the last from ``set_environment_state(x)``). ``read()``
-    returns that action times the scales once; a second read without a new observation
-    returns zero motion. A save, discard or re-record press starts a new episode.
+    returns that action times the scales once (plus ``execution_noise``; the clean action is
+    ``TeleopCommand.intended``); a second read without a new observation returns zero
+    motion. A save, discard or re-record press starts a new episode.
     """
+
+    reports_intended_action = True
 
     def __init__(
         self,
@@ -703,6 +724,7 @@ class ScriptedTeleop(Teleop):
         self._scale = np.array([config.translation_scale] * 3 + [config.rotation_scale] * 3)
         self._connected = False
         self._environment_state: np.ndarray | None = None
+        self._noise_rng = np.random.default_rng(config.seed)
         self._reset()
 
     def _reset(self) -> None:
@@ -800,7 +822,10 @@ class ScriptedTeleop(Teleop):
         intervention = any(
             a <= self._episode_tick - 1 < b for a, b in self.config.intervention_ticks
         )
-        delta, self._pending = self._pending, np.zeros(6)
+        intended, self._pending = self._pending, np.zeros(6)
+        delta = intended
+        if self.config.execution_noise and intended.any():
+            delta = intended + self._noise_rng.normal(0.0, self.config.execution_noise, 6)
         self._tick += 1
         if buttons & {"save", "discard", "rerecord"}:
             if "save" in buttons:
@@ -814,4 +839,5 @@ class ScriptedTeleop(Teleop):
             intervention=intervention,
             buttons=frozenset(buttons),
             timestamp=time.monotonic(),
+            intended=intended,
         )

@@ -670,6 +670,13 @@ class Recorder:
             # True where the person (teleop intervention) acted rather than the policy.
             "intervention": {"dtype": "bool", "shape": (1,), "names": None},
         }
+        if getattr(self.teleop, "reports_intended_action", False):
+            # What the operator meant each tick, also while a policy drove (DAgger labels).
+            feats["action.intended"] = {
+                "dtype": "float32",
+                "shape": (6,),
+                "names": [f"d{a}" for a in axes],
+            }
         if self.task is not None:
             k = len(np.asarray(self.task.environment_state()).reshape(-1))
             feats["observation.environment_state"] = {
@@ -727,6 +734,9 @@ class Recorder:
             self.policy.begin_episodes(1)
         events_before = len(getattr(self.arm, "events", []))
         keys = ["observation.state", "observation.wrench", "action", "next.success", "intervention"]
+        intended_key = getattr(self.teleop, "reports_intended_action", False)
+        if intended_key:
+            keys.append("action.intended")
         if self.task is not None:
             keys.append("observation.environment_state")
         keys += [f"observation.images.{c}" for c in cfg.cameras]
@@ -784,6 +794,9 @@ class Recorder:
                 sensor_faults += not healthy
                 frames["observation.state"].append(state)
                 frames["intervention"].append(np.array([bool(command.intervention)]))
+                if intended_key:
+                    meant = command.intended if command.intended is not None else np.zeros(6)
+                    frames["action.intended"].append(np.asarray(meant, dtype=np.float32))
                 frames["observation.wrench"].append(wrench)
                 frames["action"].append(pose_delta(previous, sent).astype(np.float32))
                 frames["next.success"].append(np.array([success]))
@@ -1005,10 +1018,14 @@ def format_summary(summary: dict) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
-def load_policy_episodes(root: str | Path) -> list:
+def load_policy_episodes(root: str | Path, action_key: str = "action") -> list:
     """The episodes of a recording with policy observations: ``observation.state`` followed by
     ``observation.environment_state`` when the recording has one (for ``task=peel`` that is
-    ``PeelEnv``'s ``(32,)`` observation), ready for ``train_bc``."""
+    ``PeelEnv``'s ``(35,)`` observation), ready for ``train_bc``.
+
+    ``action_key="action.intended"`` takes the operator's intended commands as the actions
+    (recorded by teleops with ``reports_intended_action``, e.g. a scripted operator with
+    execution noise): the labels of DART / DAgger-style imitation."""
     import dataclasses
 
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -1017,12 +1034,23 @@ def load_policy_episodes(root: str | Path) -> list:
 
     episodes = load_episodes(root)
     ds = LeRobotDataset(f"local/{Path(root).name}", root=root)
-    if "observation.environment_state" not in ds.features:
-        return episodes
+    if action_key not in ds.features or tuple(ds.features[action_key]["shape"]) != (6,):
+        available = [k for k in ds.features if k.startswith("action")]
+        raise ConfigError(
+            f"recording {root} has no 6-D '{action_key}' feature (it has {available}): record "
+            "with a teleop that reports intended actions, or use action_key='action'"
+        )
     table = ds.hf_dataset.with_format("numpy")
-    env = np.asarray(table["observation.environment_state"], dtype=np.float32)
     index = np.asarray(table["episode_index"])
-    return [
-        dataclasses.replace(ep, observations=np.concatenate([ep.observations, env[index == i]], 1))
-        for i, ep in enumerate(episodes)
-    ]
+    env = None
+    if "observation.environment_state" in ds.features:
+        env = np.asarray(table["observation.environment_state"], dtype=np.float32)
+    actions = np.asarray(table[action_key], dtype=np.float32)
+    replaced = []
+    for i, ep in enumerate(episodes):
+        rows = index == i
+        observations = ep.observations if env is None else np.concatenate(
+            [ep.observations, env[rows]], 1
+        )
+        replaced.append(dataclasses.replace(ep, observations=observations, actions=actions[rows]))
+    return replaced

@@ -230,6 +230,47 @@ def test_a_policy_drives_and_the_person_takes_over_while_intervening(tmp_path):
     assert np.array_equal(flags, person)
 
 
+def test_intended_actions_are_recorded_and_load_as_labels(tmp_path):
+    """A scripted operator with execution noise: ``action`` holds what was sent (noisy),
+    ``action.intended`` what was meant, also on ticks a policy drove (DAgger labels)."""
+    from robopref.record import load_policy_episodes
+
+    root = tmp_path / "ds"
+    config = RecorderConfig(
+        root=str(root), repo_id=REPO, fps=100, max_episode_s=0.5, realtime=False, num_episodes=1
+    )
+    teleop = ScriptedTeleop(
+        ScriptedConfig(save_every=12, intervention_ticks=((0, 6),), execution_noise=0.0005),
+        policy=lambda obs: STEP,
+    )
+    arm = FakeForceArm(FakeArmConfig(control_hz=100.0))
+    Recorder(config, arm, teleop, policy=ConstantPolicy(-STEP), log=lambda m: None).run()
+
+    ds = lerobot_dataset(root)
+    assert ds.features["action.intended"]["shape"] == (6,)
+    sent = load_episodes(root)[0].actions
+    intended = load_policy_episodes(root, action_key="action.intended")[0].actions
+    assert len(sent) == len(intended) == 11
+    np.testing.assert_allclose(intended, np.tile(STEP, (11, 1)), atol=1e-7)
+    person = np.arange(11) < 6
+    assert not np.allclose(sent[person], STEP, atol=1e-4)  # the person's noisy commands
+    np.testing.assert_allclose(sent[person], np.tile(STEP, (6, 1)), atol=5 * 0.0005)
+    np.testing.assert_allclose(sent[~person], np.tile(-STEP, (5, 1)), atol=1e-6)  # policy drove
+    with pytest.raises(ConfigError, match="action.missing"):
+        load_policy_episodes(root, action_key="action.missing")
+
+
+def test_devices_without_intended_actions_record_no_such_feature(tmp_path):
+    from robopref.hardware.teleop import KeyboardTeleop
+
+    assert not KeyboardTeleop.reports_intended_action
+    root = tmp_path / "ds"
+    rec = recorder(root, ScriptedConfig(save_every=4), num_episodes=1)
+    rec.teleop.reports_intended_action = False  # as a device that only knows what it sends
+    rec.run()
+    assert "action.intended" not in lerobot_dataset(root).features
+
+
 def test_buttons_save_discard_rerecord_and_quit(tmp_path):
     root = tmp_path / "ds"
     # Reads are counted from connect(); the button's own tick records no frame.

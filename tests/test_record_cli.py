@@ -191,9 +191,11 @@ def test_record_with_a_policy_driving_the_fake_arm(tmp_path, capsys):
 
 
 def record_peel_and_train_bc(root: Path, eval_seeds: range, capsys) -> tuple[dict, float, list]:
-    """Record 10 scripted Peel episodes through the CLI, train BC on them (PeelEnv's
-    observation layout), and evaluate it in PeelEnv; returns the recording summary, the BC
-    success rate and the removed fraction per evaluation episode."""
+    """Record 10 scripted Peel episodes through the CLI (DART-style: the operator's commands
+    executed with 1 mm / 1 mrad of noise, its clean commands recorded as ``action.intended``),
+    train BC on the intended actions (PeelEnv's observation layout), and evaluate it in
+    PeelEnv; returns the recording summary, the BC success rate and the removed fraction per
+    evaluation episode."""
     from robopref.envs.peel import OBS_DIM, PeelConfig, PeelEnv
     from robopref.policies import BCConfig, BCPolicy, train_bc
     from robopref.record import load_policy_episodes
@@ -206,7 +208,8 @@ def record_peel_and_train_bc(root: Path, eval_seeds: range, capsys) -> tuple[dic
         "sensor=sim",
         "task=peel",
         "record.num_episodes=10",
-        "record.max_episode_s=12",
+        "record.max_episode_s=20",
+        "teleop.execution_noise=0.001",
         f"record.root={root}",
         *FAST,
         capsys=capsys,
@@ -215,9 +218,12 @@ def record_peel_and_train_bc(root: Path, eval_seeds: range, capsys) -> tuple[dic
     assert summary["episodes_saved"] == 10
 
     episodes = load_policy_episodes(root)
-    assert len(episodes) == 10 and all(len(e) == 239 for e in episodes)  # 240 ticks, 1 saves
+    assert len(episodes) == 10 and all(len(e) == 399 for e in episodes)  # 400 ticks, 1 saves
     assert episodes[0].observations.shape[1] == OBS_DIM  # PeelEnv's observation layout
-    assert episodes[0].wrenches.shape == (239, 6)
+    assert episodes[0].wrenches.shape == (399, 6)
+    summary["recorded_removed_fractions"] = [
+        e.meta["metrics"]["removed_fraction"] for e in episodes
+    ]
 
     # The recorded actions are what the arm was sent: replayed open-loop in PeelEnv from the
     # same scene they reproduce the recorded states and the peel.
@@ -231,14 +237,22 @@ def record_peel_and_train_bc(root: Path, eval_seeds: range, capsys) -> tuple[dic
     assert info["removed_fraction"] == first.meta["metrics"]["removed_fraction"]
     assert info["success"] == first.meta["metrics"]["success"]
 
+    # Noise was executed, so the sent actions differ from the intended labels BC learns.
+    labelled = load_policy_episodes(root, action_key="action.intended")
+    pairs = zip(episodes, labelled, strict=True)
+    noise = np.concatenate([sent.actions - meant.actions for sent, meant in pairs])
+    assert 0.0005 < noise[:, :3].std() < 0.002
+
     torch.manual_seed(0)
-    bc = BCConfig(hidden_sizes=[256, 256], action_low=-0.05, action_high=0.05)
+    bc = BCConfig(
+        hidden_sizes=[256, 256], action_low=-0.05, action_high=0.05, normalize_actions=True
+    )
     policy = BCPolicy(OBS_DIM, 6, bc)
     trainer = Trainer(
         TrainerConfig(steps=3000, batch_size=256, lr=1e-3, device="cpu", progress=False),
         name="bc",
     )
-    train_bc(policy, episodes, trainer)
+    train_bc(policy, labelled, trainer)
 
     successes, removed = [], []
     for seed in eval_seeds:
@@ -262,19 +276,24 @@ def record_peel_and_train_bc(root: Path, eval_seeds: range, capsys) -> tuple[dic
 
 def test_peel_recording_through_the_cli_trains_a_bc_policy(tmp_path, capsys):
     """The issue's CI check: 10 scripted-teleop episodes of the simulated contact task through
-    ``robopref record``, read back, BC trained on them and evaluated in PeelEnv (it runs; the
-    success rate is printed, not asserted)."""
+    ``robopref record``, read back, BC trained on them and evaluated in PeelEnv on 5 new
+    scenes (the success rate is printed; the slow test below measures it over 20)."""
     summary, rate, removed = record_peel_and_train_bc(tmp_path / "peel", range(100, 105), capsys)
-    assert summary["success_rate"] >= 0.8  # the demonstrator itself must peel
-    assert 0.0 <= rate <= 1.0 and np.all(np.isfinite(removed))
+    # The demonstrator peels nearly everything; the executed noise costs it success (measured
+    # 0.2: gouged 2-13% against the 5% allowed, peak force 28-31 N against 30 N), which is why
+    # BC learns from the intended commands, not the sent ones.
+    recorded = summary["recorded_removed_fractions"]
+    assert np.mean(recorded) >= 0.9, recorded
+    assert np.mean(removed) > 0.2 and np.all(np.isfinite(removed))
 
 
 @pytest.mark.slow
-def test_bc_from_recorded_peel_demos_peels_some_skin(tmp_path, capsys):
-    """Over 20 seeds, BC from the 10 recorded demos removes skin (a policy that holds still
-    removes none). The expert is Markov now (lane progress is observed), yet full success
-    stays out of reach: measured 0 of 20 seeds, removed fraction 0.18 on average. Cloned
-    actions are not precise enough for the depth band and force limit, and the first
-    approach from the home pose, seen 10 times, does not generalise to new fruit positions."""
+def test_bc_from_recorded_peel_demos_completes_the_task(tmp_path, capsys):
+    """Over 20 new scenes, BC from the 10 recorded demos completes the task (removed >= 0.8,
+    gouged <= 5%, peak force <= 30 N) at a measured rate. What made it possible: one stroke
+    direction and a continuous approach in the expert (no discontinuity for BC to blend into
+    a stall), the blade's position in the fruit frame in the observation, DART-style demos
+    (executed noise, intended labels) and action normalisation in BC. Without the executed
+    noise (clean demonstrations), a diagnostic run with the same expert measured 0 of 10."""
     _, rate, removed = record_peel_and_train_bc(tmp_path / "peel", range(200, 220), capsys)
-    assert np.mean(removed) > 0.05  # measured 0.18 on seeds 200-219 (0.14 before the change)
+    assert rate >= 0.2, (rate, removed)  # measured 0.40 (8 of 20), mean removed 0.72

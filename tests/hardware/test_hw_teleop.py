@@ -384,6 +384,38 @@ def test_scripted_uses_batched_policy_and_environment_state():
         assert expert.seen[-1].shape == (13,)
 
 
+def test_scripted_execution_noise_reports_the_clean_command_as_intended():
+    noisy = ScriptedConfig(translation_scale=0.01, rotation_scale=0.1, execution_noise=0.002)
+    sent, meant = [], []
+    with ScriptedTeleop(noisy, policy=BatchedExpert()) as teleop:
+        assert teleop.reports_intended_action
+        for _ in range(400):
+            teleop.observe(observation())
+            command = teleop.read()
+            sent.append(command.delta_pose)
+            meant.append(command.intended)
+        idle = teleop.read()  # no new observation: no motion, and no noise on it
+        np.testing.assert_array_equal(idle.delta_pose, 0.0)
+    sent, meant = np.array(sent), np.array(meant)
+    np.testing.assert_allclose(meant, np.tile([0.005, 0, -0.005, 0, 0, 0.1], (400, 1)))
+    noise = sent - meant
+    assert noise.std() == pytest.approx(0.002, rel=0.1) and abs(noise.mean()) < 3e-4
+    # Without execution noise what is sent is what is meant; the same seed, the same noise.
+    with ScriptedTeleop(ScriptedConfig(), policy=BatchedExpert()) as clean:
+        clean.observe(observation())
+        command = clean.read()
+        np.testing.assert_array_equal(command.delta_pose, command.intended)
+    with ScriptedTeleop(noisy, policy=BatchedExpert()) as again:
+        again.observe(observation())
+        np.testing.assert_array_equal(again.read().delta_pose, sent[0])
+
+
+@pytest.mark.parametrize("noise", [-0.001, float("nan"), "loud"])
+def test_scripted_execution_noise_is_validated(noise):
+    with pytest.raises(ConfigError, match="execution_noise"):
+        ScriptedConfig(execution_noise=noise)
+
+
 def test_scripted_save_every_and_max_episodes_then_quit():
     expert = BatchedExpert()
     teleop = ScriptedTeleop(ScriptedConfig(save_every=3, max_episodes=2), policy=expert)
