@@ -157,3 +157,30 @@ def train_bc(policy: BCPolicy, demos: list[Episode], trainer: Trainer) -> dict[s
         policy.set_action_scale(act)
     data = {"obs": torch.as_tensor(obs), "act": torch.as_tensor(act)}
     return trainer.fit(policy, policy.bc_loss, data)
+
+
+def average_policies(policies: list[BCPolicy]) -> BCPolicy:
+    """A policy whose parameters are the mean of ``policies``' (a weight average, or "model
+    soup"). Meaningful for policies fine-tuned from one base, as each refinement round's are:
+    they lie in one basin, and averaging cancels the round-to-round jitter of single fits.
+    Normalisation buffers must agree (they are copied from the base)."""
+    if not policies:
+        raise ValueError("average_policies needs at least one policy")
+    first = policies[0]
+    shapes = {(p.obs_dim, p.act_dim, tuple(p.config.hidden_sizes)) for p in policies}
+    if len(shapes) > 1:
+        raise ConfigError(f"cannot average policies of different shapes {sorted(shapes)}")
+    states = [p.state_dict() for p in policies]
+    averaged = first.clone()
+    state = averaged.state_dict()
+    for key, value in state.items():
+        if key in ("obs_mean", "obs_std", "action_scale"):
+            if any(not torch.equal(s[key], value) for s in states):
+                raise ConfigError(
+                    f"policies to average have different {key}: they were not refined from "
+                    "one base policy"
+                )
+            continue
+        state[key] = torch.stack([s[key].float() for s in states]).mean(0).to(value.dtype)
+    averaged.load_state_dict(state)
+    return averaged

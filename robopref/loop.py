@@ -9,7 +9,8 @@
         r_hat  <- reward_model.fit(P)                              # train reward
         pi_k   <- refiner(pi_0, D_1..k, r_hat)                     # refine
         report success(pi_k), accuracy(r_hat on held-out pairs)   # evaluate
-    pi*    <- argmax_k  mean learned return of pi_k on validation goals   # select
+    pi*    <- mean of the weights of pi_{K-m+1..K}                  # average (m = average_last)
+           or argmax_k  mean learned return of pi_k on validation goals   # select
 
 Validation goals are a separate draw of the task's goal variations, and selection reads
 only the learned reward: ground truth (success, true reward) is used for reporting alone.
@@ -29,7 +30,7 @@ import numpy as np
 
 from robopref.data import Episode, Preference, save_episodes
 from robopref.errors import ConfigError
-from robopref.policies import BCPolicy, Policy, train_bc
+from robopref.policies import BCPolicy, Policy, average_policies, train_bc
 from robopref.preferences import PreferenceSource, QuerySelector, sample_pairs
 from robopref.refine import Refiner
 from robopref.rewards import RewardModel, preference_accuracy
@@ -61,6 +62,9 @@ class LoopConfig:
             scored by the learned reward to select the final policy (0: take the last round).
         refine_from: ``"base"`` refines the BC policy on all data each round; ``"latest"``
             continues from the previous round's policy.
+        average_last: the final policy averages the weights of the last ``average_last``
+            rounds' policies (0: no average; then selection on validation goals, or the last
+            round). Single rounds swing by several points of success; their average does not.
         seed: seeds goals, exploration and segment sampling.
         save_datasets: write demos and rollouts as LeRobotDatasets into the run folder.
     """
@@ -78,6 +82,7 @@ class LoopConfig:
     heldout_pairs: int = 1000
     validation_episodes: int = 25
     refine_from: str = "base"
+    average_last: int = 0
     seed: int = 0
     save_datasets: bool = True
 
@@ -94,6 +99,13 @@ class LoopConfig:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"loop.{name} must be >= 1, got {getattr(self, name)}")
+        if self.average_last < 0:
+            raise ConfigError(f"loop.average_last must be >= 0, got {self.average_last}")
+        if self.average_last and self.validation_episodes:
+            raise ConfigError(
+                "loop.average_last and loop.validation_episodes both choose the final policy: "
+                "set one of them to 0"
+            )
         if self.exploration_std < 0 or self.validation_episodes < 0:
             raise ConfigError("loop.exploration_std and loop.validation_episodes must be >= 0")
         if not 0 <= self.exploration_correlation < 1:
@@ -191,6 +203,7 @@ class PreferenceLoop:
         self.log_round(0, bc_eval, queries=0, labels=0, rollouts=[], start=start)
 
         policy, pool, preferences, asked = base, list(demos), [], 0
+        self.round_policies: list[BCPolicy] = []
         for k in range(1, cfg.rounds + 1):
             explorer = GaussianExploration(
                 policy, cfg.exploration_std, seed=cfg.seed * 100 + k,
@@ -209,6 +222,7 @@ class PreferenceLoop:
                 start_policy, base, pool[len(demos) :], demos, self.reward_model
             )
             policy.save(self.out_dir / "checkpoints" / f"policy_round{k}.pt")
+            self.round_policies.append(policy)
             evaluation = self.evaluate(policy)
             self.validate(policy)
             self.log_round(
@@ -322,22 +336,40 @@ class PreferenceLoop:
             flush=True,
         )
 
+    def average(self) -> tuple[str, float]:
+        """Averages the last ``average_last`` round policies, saves and evaluates the result;
+        returns its description and success rate."""
+        members = self.round_policies[-self.config.average_last :]
+        first = len(self.round_policies) - len(members) + 1
+        averaged = average_policies(members)
+        averaged.save(self.out_dir / "checkpoints" / "policy_selected.pt")
+        rate = success_rate(self.evaluate(averaged))
+        name = f"average of rounds {first}-{len(self.round_policies)}"
+        print(f"final policy: {name}, success {rate:.2f}", flush=True)
+        return name, rate
+
     def finish(self, start: float) -> dict:
         bc, last = self.history[0], self.history[-1]
-        selected, scores = self.select()
-        chosen = self.history[selected]
-        source = "policy_bc.pt" if selected == 0 else f"policy_round{selected}.pt"
-        checkpoints = self.out_dir / "checkpoints"
-        if (checkpoints / source).exists():
-            shutil.copyfile(checkpoints / source, checkpoints / "policy_selected.pt")
-        print(f"selected round {selected} by learned return on validation goals", flush=True)
+        selected, scores = None, []
+        if self.config.average_last and self.round_policies:
+            final, final_rate = self.average()
+        else:
+            selected, scores = self.select()
+            final, final_rate = f"round {selected}", self.history[selected].success_rate
+            source = "policy_bc.pt" if selected == 0 else f"policy_round{selected}.pt"
+            checkpoints = self.out_dir / "checkpoints"
+            if (checkpoints / source).exists():
+                shutil.copyfile(checkpoints / source, checkpoints / "policy_selected.pt")
+            how = "by learned return on validation goals" if scores else "(the last round)"
+            print(f"selected round {selected} {how}", flush=True)
         summary = {
             "format_version": METRICS_FORMAT_VERSION,
             "task": self.task,
             "seed": self.config.seed,
             "bc_success_rate": bc.success_rate,
-            "refined_success_rate": chosen.success_rate,
-            "improvement": chosen.success_rate - bc.success_rate,
+            "refined_success_rate": final_rate,
+            "improvement": final_rate - bc.success_rate,
+            "final_policy": final,
             "selected_round": selected,
             "validation_learned_returns": scores,
             "last_round_success_rate": last.success_rate,

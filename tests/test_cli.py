@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from robopref.report import format_table, load_summaries
 
 TINY = [
@@ -23,6 +25,7 @@ TINY = [
     "loop.segment_length=20",
     "loop.heldout_pairs=20",
     "loop.validation_episodes=2",
+    "loop.average_last=0",
     "train.bc.steps=20",
     "train.reward.steps=5",
     "train.refine.steps=5",
@@ -102,6 +105,21 @@ def test_format_table_adds_a_mean_row():
     ]
     table = format_table(rows)
     assert table.splitlines()[-1].split()[:4] == ["mean", "0.50", "0.55", "+0.05"]
+
+
+def test_the_final_policy_can_average_the_last_rounds(tmp_path):
+    args = [a for a in TINY if not a.startswith(("loop.rounds", "loop.validation", "loop.average"))]
+    result = robopref("demo", *args, "loop.rounds=2", "loop.validation_episodes=0",
+                      "loop.average_last=2", f"hydra.run.dir={tmp_path}/run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["final_policy"] == "average of rounds 1-2"
+    assert metrics["selected_round"] is None
+    assert metrics["improvement"] == pytest.approx(
+        metrics["refined_success_rate"] - metrics["bc_success_rate"]
+    )
+    assert (tmp_path / "run" / "checkpoints" / "policy_selected.pt").is_file()
+    assert "final policy: average of rounds 1-2" in result.stdout
 
 
 def test_multirun_sweeps_seeds_and_writes_every_artifact(tmp_path):

@@ -49,7 +49,8 @@ def test_selection_ties_go_to_the_earliest_candidate():
     "kwargs",
     [{"rounds": 0}, {"segment_length": 0}, {"exploration_std": -0.1},
      {"validation_episodes": -1}, {"refine_from": "sideways"},
-     {"exploration_correlation": 1.0}, {"exploration_correlation": -0.5}],
+     {"exploration_correlation": 1.0}, {"exploration_correlation": -0.5},
+     {"average_last": -1}, {"average_last": 2, "validation_episodes": 5}],
 )
 def test_loop_config_validation(kwargs):
     with pytest.raises(ConfigError):

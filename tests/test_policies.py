@@ -9,7 +9,14 @@ from conftest import make_episode
 
 from robopref.data import Episode
 from robopref.errors import CheckpointError, ConfigError, RobopError
-from robopref.policies import POLICIES, BCConfig, BCPolicy, Policy, train_bc
+from robopref.policies import (
+    POLICIES,
+    BCConfig,
+    BCPolicy,
+    Policy,
+    average_policies,
+    train_bc,
+)
 from robopref.training import Trainer, TrainerConfig, load_checkpoint, load_state_dict_checked
 
 W = np.array([[0.5, -0.3], [0.2, 0.4], [-0.4, 0.1]], np.float32)  # (obs_dim 3, act_dim 2)
@@ -267,3 +274,33 @@ def test_checkpoint_from_before_action_scale_loads_with_unit_scale(tmp_path):
     save_checkpoint(tmp_path / "old.pt", {"kind": "bc_policy", "obs_dim": 3, "act_dim": 2,
                                           "config": {"hidden_sizes": [32, 32]}, "model": state})
     assert BCPolicy.load(tmp_path / "old.pt").action_scale.tolist() == [1.0, 1.0]
+
+
+def test_average_policies_is_the_parameter_mean_and_leaves_inputs_alone():
+    base = make_policy(seed=0)
+    train_bc(base, linear_demos(), trainer(5))
+    members = [base.clone() for _ in range(3)]
+    for i, member in enumerate(members):
+        with torch.no_grad():
+            for param in member.net.parameters():
+                param.add_(float(i))
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in members]
+    averaged = average_policies(members)
+    for key, value in averaged.state_dict().items():
+        expected = torch.stack([b[key] for b in before]).mean(0)
+        assert torch.allclose(value, expected), key
+    for member, state in zip(members, before, strict=True):
+        assert all(torch.equal(v, state[k]) for k, v in member.state_dict().items())
+    assert average_policies([base]).state_dict().keys() == base.state_dict().keys()
+
+
+def test_average_policies_refuses_other_shapes_and_other_bases():
+    a, b = make_policy(seed=0), BCPolicy(3, 2, BCConfig(hidden_sizes=[16]))
+    with pytest.raises(ConfigError, match="different shapes"):
+        average_policies([a, b])
+    c = make_policy(seed=2)
+    c.obs_mean.fill_(3.0)
+    with pytest.raises(ConfigError, match="obs_mean"):
+        average_policies([a, c])
+    with pytest.raises(ValueError):
+        average_policies([])
