@@ -636,7 +636,6 @@ class PeelExpert:
     ZONE_OVERRUN_M = 0.015  # the zone reaches this far past a stroke's end along x (m)
     MAX_DEPTH_STEP_M = 0.004  # the depth law moves the target at most this far in per step (m)
     SETTLE_M = 0.0015  # the blade stands still along x while the depth is off by this (m)
-    SETTLE_FLOOR = 0.0  # fraction of the stroke speed kept while the depth settles
     DEPTH_GAIN = 1.0  # fraction of the measured depth error corrected per step
     ANGLE_GAIN = 0.5  # fraction of the lane-angle error corrected per step
     STROKE_MARGIN_M = 0.008  # strokes run this far beyond the layer along x (m)
@@ -738,8 +737,7 @@ class PeelExpert:
         """The cutting action: advance along +x, steer to the nearest lane, hold the depth."""
         t = self.task
         advance = self.config.stroke_speed_m_s / t.control_hz
-        settle = (self.SETTLE_M - abs(error)) / 0.001
-        advance *= float(np.clip(settle, self.SETTLE_FLOOR, 1.0))
+        advance *= float(np.clip((self.SETTLE_M - abs(error)) / 0.001, 0.0, 1.0))
         # Slow down over the stroke's last centimetre: the arm overshoots a sudden stop.
         advance *= float(np.clip((self.stroke_end_x - x) / 0.01, 0.3, 1.0))
         near = int(np.argmin(np.abs(self.lane_angles - theta)))

@@ -184,6 +184,7 @@ class PreferenceLoop:
         self.demos, self.pretrained = demos, pretrained
         self.validation_env = validation_env
         self.validation: list[list[Episode]] = []  # per round: the candidate's episodes
+        self.round_policies: list[BCPolicy] = []
         self.rng = np.random.default_rng(config.seed)
         self.history: list[RoundResult] = []
         self._writer = None
@@ -203,7 +204,6 @@ class PreferenceLoop:
         self.log_round(0, bc_eval, queries=0, labels=0, rollouts=[], start=start)
 
         policy, pool, preferences, asked = base, list(demos), [], 0
-        self.round_policies: list[BCPolicy] = []
         for k in range(1, cfg.rounds + 1):
             explorer = GaussianExploration(
                 policy, cfg.exploration_std, seed=cfg.seed * 100 + k,

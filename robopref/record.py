@@ -734,8 +734,8 @@ class Recorder:
             self.policy.begin_episodes(1)
         events_before = len(getattr(self.arm, "events", []))
         keys = ["observation.state", "observation.wrench", "action", "next.success", "intervention"]
-        intended_key = getattr(self.teleop, "reports_intended_action", False)
-        if intended_key:
+        records_intended = getattr(self.teleop, "reports_intended_action", False)
+        if records_intended:
             keys.append("action.intended")
         if self.task is not None:
             keys.append("observation.environment_state")
@@ -794,8 +794,9 @@ class Recorder:
                 sensor_faults += not healthy
                 frames["observation.state"].append(state)
                 frames["intervention"].append(np.array([bool(command.intervention)]))
-                if intended_key:
-                    meant = command.intended if command.intended is not None else np.zeros(6)
+                if records_intended:
+                    # A command without an intention of its own meant what it sent.
+                    meant = command.delta_pose if command.intended is None else command.intended
                     frames["action.intended"].append(np.asarray(meant, dtype=np.float32))
                 frames["observation.wrench"].append(wrench)
                 frames["action"].append(pose_delta(previous, sent).astype(np.float32))
