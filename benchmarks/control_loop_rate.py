@@ -1,4 +1,4 @@
-"""Rate and jitter of the recorder's real-time control loop (``robopref.record``).
+"""Rate and jitter of the recorder's real-time control loop (``robopref.recording``).
 
 Runs ``Recorder.record_episode`` paced on the wall clock, the loop an operator records with:
 read the arm through the safety layer, a scripted operator's command, ``send_action``, and
@@ -25,7 +25,7 @@ import numpy as np
 from robopref.hardware.fake.arm import FakeArmConfig, FakeForceArm
 from robopref.hardware.sim import SimArmConfig, SimForceArm
 from robopref.hardware.teleop import ScriptedConfig, ScriptedTeleop
-from robopref.record import Recorder, RecorderConfig
+from robopref.recording import Recorder, RecorderConfig
 
 
 def circle(radius_m: float, hz: int):

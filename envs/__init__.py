@@ -1,6 +1,6 @@
 """Simulation environments (installed as ``robopref.envs``). They know nothing of learning."""
 
-from robopref.envs.experts import ExpertConfig, NoisyExpert
+from robopref.envs.experts import BatchedExpert, ExpertConfig, NoisyExpert
 from robopref.envs.metaworld import (
     MetaWorldConfig,
     MetaWorldEnv,
@@ -16,16 +16,25 @@ from robopref.envs.peel import (
     make_peel_env,
     register_gym_envs,
 )
-from robopref.envs.vector import make_vector_env
+from robopref.envs.task import SPLITS, Task
+from robopref.registry import Registry
 
-# The one registry of environment families: name -> (config class, factory).
-ENVS = {
-    "metaworld": (MetaWorldConfig, make_metaworld_env),
-    "peel": (PeelConfig, make_peel_env),
-}
+# The one registry of task families: name -> (config class, Task implementation).
+TASKS = Registry(
+    "env",
+    {
+        "metaworld": (
+            "robopref.envs.metaworld:MetaWorldConfig",
+            "robopref.envs.metaworld_task:MetaWorldTask",
+        ),
+        "peel": ("robopref.envs.peel_task:PeelTaskConfig", "robopref.envs.peel_task:PeelV0Task"),
+    },
+)
 
 __all__ = [
-    "ENVS",
+    "SPLITS",
+    "TASKS",
+    "BatchedExpert",
     "ExpertConfig",
     "MetaWorldConfig",
     "MetaWorldEnv",
@@ -37,7 +46,7 @@ __all__ = [
     "PeelTask",
     "make_metaworld_env",
     "make_peel_env",
-    "make_vector_env",
+    "Task",
     "metaworld_task_names",
     "register_gym_envs",
 ]

@@ -79,3 +79,18 @@ class NoisyExpert:
         action = self.policy.get_action(seen)
         action = action + self.rng.normal(0.0, self.config.action_noise, size=action.shape)
         return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+class BatchedExpert:
+    """One ``NoisyExpert`` per parallel environment, seen as one batched policy:
+    ``act(obs (num_envs, obs_dim)) -> (num_envs, 4)``."""
+
+    def __init__(self, task: str, config: ExpertConfig, num_envs: int, seed: int = 0):
+        self.experts = [NoisyExpert(task, config, seed=seed * 1000 + i) for i in range(num_envs)]
+
+    def begin_episodes(self, n: int) -> None:
+        for expert in self.experts[:n]:
+            expert.begin_episode()
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return np.stack([e.act(o) for e, o in zip(self.experts, obs, strict=False)])

@@ -2,9 +2,12 @@
 
 ``MetaWorldEnv`` builds ``gym.make("Meta-World/MT1", env_name=task)`` once and picks goals
 explicitly: Meta-World's own wrapper samples a goal with replacement on every reset, which
-makes evaluation sets irreproducible. Goals are chosen by index into the task's 50 fixed
-goal variations: pass ``options={"goal_index": i}`` to ``reset`` (or set
-``next_goal_index``, which a vector env can do per worker with ``set_attr``).
+makes evaluation sets irreproducible. Meta-World draws 50 goal variations per seed (a "goal
+set"); a variation is named ``[goal_set_seed, goal_index]`` and chosen with
+``reset(options={"variation": [s, i]})`` (or ``next_variation``, which a vector env sets per
+worker with ``set_attr``). Goal sets other than the env's own are built once per process
+and cached (~0.9 s each). ``MetaWorldTask`` draws its train / validation / test splits
+from disjoint goal-set seeds, so a test split of 100 distinct variations is two seeds.
 
 Episodes do not end on success (Meta-World convention); they are truncated after
 ``max_episode_steps``. ``info["success"]`` is the task's success flag after each step and
@@ -15,11 +18,12 @@ the scripted teacher.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
 
+from robopref.envs.task import check_disjoint
 from robopref.errors import ConfigError, NonFiniteError
 
 NUM_GOALS = 50
@@ -40,6 +44,19 @@ def check_task_name(task: str) -> None:
         raise ConfigError(f"unknown Meta-World task '{task}': {hint}")
 
 
+_GOAL_SETS: dict[tuple[str, int], list] = {}
+
+
+def goal_set(task: str, seed: int) -> list:
+    """The 50 goal variations Meta-World draws for ``task`` with ``seed`` (cached)."""
+    key = (task, int(seed))
+    if key not in _GOAL_SETS:
+        import metaworld
+
+        _GOAL_SETS[key] = list(metaworld.MT1(task, seed=int(seed)).train_tasks)
+    return _GOAL_SETS[key]
+
+
 @dataclass
 class MetaWorldConfig:
     """One Meta-World v3 task.
@@ -49,18 +66,33 @@ class MetaWorldConfig:
         max_episode_steps: episode length in control steps (Meta-World runs 80 Hz control,
             so 150 steps = 1.875 s of simulated time). Meta-World's own limit is 500.
         fps: control rate in Hz, recorded in datasets.
-        goal_set_seed: seeds Meta-World's draw of the task's 50 goal variations. Every
-            worker of a run shares it, so ``goal_index`` names the same goal everywhere and
-            evaluation sets are identical across workers and experiment seeds.
+        goal_set_seed: the goal set the env is built with and ``goal_index`` refers to.
+        train_goal_sets, validation_goal_sets, test_goal_sets: goal-set seeds of each split
+            (50 variations each), pairwise disjoint. Defaults: 50 train, 50 validation and
+            100 test variations.
+        expert: quality knobs of the scripted expert (``robopref.envs.ExpertConfig``).
     """
 
     task: str = "push-v3"
     max_episode_steps: int = 150
     fps: int = 80
     goal_set_seed: int = 0
+    train_goal_sets: list[int] = field(default_factory=lambda: [0])
+    validation_goal_sets: list[int] = field(default_factory=lambda: [1])
+    test_goal_sets: list[int] = field(default_factory=lambda: [2, 3])
+    expert: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_task_name(self.task)
+        sets = {
+            "train": self.train_goal_sets,
+            "validation": self.validation_goal_sets,
+            "test": self.test_goal_sets,
+        }
+        for split, seeds in sets.items():
+            if not seeds:
+                raise ConfigError(f"env.{split}_goal_sets is empty: give it one seed or more")
+        check_disjoint(f"Meta-World {self.task}", sets)
         if not 1 <= self.max_episode_steps <= 500:
             raise ConfigError(
                 f"max_episode_steps={self.max_episode_steps} is outside [1, 500], "
@@ -91,8 +123,11 @@ class MetaWorldEnv(gym.Wrapper):
         self._task_selector = self._find_task_selector(inner)
         self._task_selector.toggle_sample_tasks_on_reset(False)
         self.goals = list(self._task_selector.tasks)
+        _GOAL_SETS.setdefault((config.task, int(config.goal_set_seed)), self.goals)
         self.next_goal_index: int | None = None
+        self.next_variation: list | None = None
         self.goal_index = 0
+        self.variation: list = [int(config.goal_set_seed), 0]
         self._goal_rng = np.random.default_rng(seed)
 
     @staticmethod
@@ -109,17 +144,26 @@ class MetaWorldEnv(gym.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
             self._goal_rng = np.random.default_rng(seed)
-        goal = (options or {}).get("goal_index", self.next_goal_index)
+        options = options or {}
+        variation = options.get("variation", self.next_variation)
+        goals, goal_set_seed = self.goals, int(self.config.goal_set_seed)
+        if variation is not None:
+            goal_set_seed, goal = (int(v) for v in variation)
+            goals = goal_set(self.config.task, goal_set_seed)
+        else:
+            goal = options.get("goal_index", self.next_goal_index)
         if goal is None:
-            goal = int(self._goal_rng.integers(len(self.goals)))
-        if not 0 <= goal < len(self.goals):
-            raise ConfigError(f"goal_index {goal} out of range [0, {len(self.goals)})")
-        self.next_goal_index = None
+            goal = int(self._goal_rng.integers(len(goals)))
+        if not 0 <= goal < len(goals):
+            raise ConfigError(f"goal_index {goal} out of range [0, {len(goals)})")
+        self.next_goal_index = self.next_variation = None
         self.goal_index = int(goal)
-        self.unwrapped.set_task(self.goals[self.goal_index])
+        self.variation = [goal_set_seed, self.goal_index]
+        self.unwrapped.set_task(goals[self.goal_index])
         obs, info = self.env.reset(seed=seed)
         self._check_obs(obs)
         info["goal_index"] = self.goal_index
+        info["variation"] = list(self.variation)
         return obs, info
 
     def step(self, action):

@@ -29,18 +29,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
-from robopref.errors import ConfigError, NonFiniteError
-from robopref.hardware.base import (
-    ArmObservation,
-    ForceArm,
-    HardwareError,
-    NotConnectedError,
-    ProtectiveStop,
-)
-
-_INSTALL_HINT = "pip install 'robopref[franka]' (or set simulate=True to use the in-process fake)"
+from robopref.errors import ConfigError
+from robopref.geometry import quat_from_rotvec, rotvec_from_matrix
+from robopref.hardware.base import ArmObservation, HardwareError, ProtectiveStop
+from robopref.hardware.vendor import VendorArm, check_positive, missing_library
 
 
 @dataclass
@@ -79,19 +72,14 @@ class FrankaConfig:
             raise ConfigError(
                 f"relative_dynamics_factor={self.relative_dynamics_factor} out of range: use (0, 1]"
             )
-        for name in ("force_threshold_n", "torque_threshold_nm"):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value > 0):
-                raise ConfigError(f"{name}={value} must be a finite number > 0")
+        check_positive(self, ("force_threshold_n", "torque_threshold_nm"))
 
 
 def _load_franky() -> Any:
     try:
         import franky
     except ImportError as error:
-        raise HardwareError(
-            f"franky-control is not installed ({error}): {_INSTALL_HINT}"
-        ) from error
+        raise missing_library("franky-control", "franka", error) from error
     return franky
 
 
@@ -104,7 +92,7 @@ def external_wrench_to_tool(o_f_ext_hat_k: np.ndarray, o_t_ee: np.ndarray) -> np
     return -np.concatenate([rotation.T @ wrench[:3], rotation.T @ wrench[3:]])
 
 
-class FrankaArm(ForceArm):
+class FrankaArm(VendorArm):
     """A Franka arm taking absolute end-effector targets through franky (see the module
     docstring).
 
@@ -117,39 +105,27 @@ class FrankaArm(ForceArm):
     ``recover()``, which calls ``recover_from_errors()``.
     """
 
-    def __init__(self, config: FrankaConfig, franky: Any = None) -> None:
-        self.config = config
-        self._franky = franky
-        self._robot: Any = None
-        self._latched = False
+    kind = "Franka arm"
+    joint_count = 7
+    address_field = "fci_ip"
+    link = "FCI connection to the Franka arm"
+    link_check = "the network cable to the control box"
+    fake = "robopref.hardware.fake.franky:FakeFranky"
+    _load_library = staticmethod(_load_franky)
+    #: The franky module in use (a ``FakeFranky`` when simulating); loads it if needed.
+    franky = VendorArm.backend
 
-    @property
-    def n_joints(self) -> int:
-        return 7
+    def __init__(self, config: FrankaConfig, franky: Any = None) -> None:
+        super().__init__(config, franky)
+        self._robot: Any = None
 
     @property
     def is_connected(self) -> bool:
         return self._robot is not None
 
-    @property
-    def control_period_s(self) -> float:
-        return 1.0 / self.config.control_hz
-
-    @property
-    def is_stopped(self) -> bool:
-        return self._latched
-
-    @property
-    def franky(self) -> Any:
-        """The franky module in use (a ``FakeFranky`` when simulating); loads it if needed."""
-        if self._franky is None:
-            if self.config.simulate:
-                from robopref.hardware.fake.franky import FakeFranky
-
-                self._franky = FakeFranky(tick_s=self.control_period_s)
-            else:
-                self._franky = _load_franky()
-        return self._franky
+    def _fake_options(self) -> dict:
+        # The fake's clock advances by this much per move: one command period.
+        return {"tick_s": self.control_period_s}
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -201,7 +177,7 @@ class FrankaArm(ForceArm):
         except franky.Exception as error:
             raise self._link_error(error) from error
         o_t_ee = np.asarray(state.O_T_EE.matrix, dtype=np.float64)
-        pose = np.concatenate([o_t_ee[:3, 3], Rotation.from_matrix(o_t_ee[:3, :3]).as_rotvec()])
+        pose = np.concatenate([o_t_ee[:3, 3], rotvec_from_matrix(o_t_ee[:3, :3])])
         return ArmObservation(
             joint_positions=np.asarray(state.q, dtype=np.float64),
             joint_velocities=np.asarray(state.dq, dtype=np.float64),
@@ -214,19 +190,15 @@ class FrankaArm(ForceArm):
     # --- commands ---------------------------------------------------------------------------
 
     def send_action(self, target_pose: np.ndarray) -> np.ndarray:
-        self._require_connection()
-        target = np.asarray(target_pose, dtype=np.float64)
-        if target.shape != (6,):
-            raise ValueError(f"target pose must have shape (6,), got {target.shape}")
-        if not np.all(np.isfinite(target)):
-            raise NonFiniteError(f"non-finite TCP target {target} refused; the Franka arm holds")
+        target = self._checked_target(target_pose)
         if self._latched:
             raise ProtectiveStop(
                 f"Franka arm at {self.config.fci_ip} is stopped: clear the cause, "
                 "then call recover()"
             )
         franky = self.franky
-        quaternion = Rotation.from_rotvec(target[3:]).as_quat()  # x, y, z, w: franky's order
+        w, x, y, z = quat_from_rotvec(target[3:])
+        quaternion = np.array([x, y, z, w])  # franky's order
         motion = franky.CartesianMotion(
             franky.Affine(target[:3].tolist(), quaternion.tolist()), franky.ReferenceType.Absolute
         )
@@ -281,20 +253,6 @@ class FrankaArm(ForceArm):
                 "recover_from_errors(): check Desk and the enabling device"
             )
         self._latched = False
-
-    # --- helpers ----------------------------------------------------------------------------
-
-    def _require_connection(self) -> None:
-        if not self.is_connected:
-            raise NotConnectedError(
-                f"Franka arm at {self.config.fci_ip} is not connected: call connect()"
-            )
-
-    def _link_error(self, error: Exception) -> HardwareError:
-        return HardwareError(
-            f"lost the FCI connection to the Franka arm at {self.config.fci_ip} ({error}): check "
-            "the network cable to the control box, then disconnect() and connect() again"
-        )
 
 
 __all__ = ["FrankaArm", "FrankaConfig", "external_wrench_to_tool"]

@@ -1,4 +1,5 @@
-"""A simulated force-sensing arm in MuJoCo and the wrist F/T sensor that reads it.
+"""A simulated force-sensing arm in MuJoCo (settings in ``sim_config``, its wrist F/T sensor
+in ``sim_sensor``).
 
 ``SimForceArm`` runs the packaged ``force_arm.xml`` model: a UR-like 6-DoF arm with a wrist
 force/torque sensor, a blade tool and a fixed "fruit" for the Peel-v0 task. It is
@@ -26,38 +27,18 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 
 import mujoco
 import numpy as np
 
 from robopref.errors import ConfigError, NonFiniteError
-from robopref.hardware.base import (
-    ArmObservation,
-    ForceArm,
-    NotConnectedError,
-    ProtectiveStop,
-    SensorStatus,
-    WrenchReading,
-    WrenchSensor,
-)
+from robopref.geometry import matrix_from_rotvec, rotvec_from_matrix, unwrap_rotvec
+from robopref.hardware.base import ArmObservation, ForceArm, NotConnectedError, ProtectiveStop
 
-__all__ = [
-    "HOME_JOINT_POSITIONS",
-    "SimArmConfig",
-    "SimForceArm",
-    "SimSensorConfig",
-    "SimWrenchSensor",
-    "default_model_path",
-    "matrix_from_rotvec",
-    "rotvec_from_matrix",
-    "unwrap_rotvec",
-]
+# Re-exported: callers build the arm and its config from this module.
+from robopref.hardware.sim_config import HOME_JOINT_POSITIONS, SimArmConfig, default_model_path
 
-# Elbow up, tool pointing straight down, TCP at (0.45, 0, 0.26) m: 11 cm above the fruit.
-HOME_JOINT_POSITIONS = (-0.3024, -0.1197, 1.9351, -0.2447, -1.5708, -1.8732)
+__all__ = ["HOME_JOINT_POSITIONS", "SimArmConfig", "SimForceArm", "default_model_path"]
 
 # Lowest physics rate accepted: contact and the light wrist need >= 500 Hz to stay stable.
 MIN_PHYSICS_HZ = 500.0
@@ -65,132 +46,6 @@ MIN_PHYSICS_HZ = 500.0
 REACH_M = 0.85
 # ... and to this height (m) above the table, so the TCP is never commanded into it.
 MIN_TCP_HEIGHT_M = 0.005
-
-
-def default_model_path() -> str:
-    """Path of the packaged ``force_arm.xml`` (inside ``robopref.envs``)."""
-    return str(resources.files("robopref.envs") / "assets" / "force_arm.xml")
-
-
-def unwrap_rotvec(rotvec: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """The rotation vector equivalent to ``rotvec`` closest to ``reference`` (both ``(3,)``,
-    rad). ``theta * axis`` and ``(theta - 2*pi) * axis`` are the same rotation; near 180 deg
-    (a tool pointing down) the canonical vector flips sign, so observations and commands pick
-    the one continuous with the previous value."""
-    rotvec = np.asarray(rotvec, dtype=np.float64)
-    angle = float(np.linalg.norm(rotvec))
-    if angle < 1e-12:
-        return rotvec.copy()
-    axis = rotvec / angle
-    candidates = [rotvec, (angle - 2.0 * math.pi) * axis, (angle + 2.0 * math.pi) * axis]
-    return min(candidates, key=lambda c: float(np.linalg.norm(c - reference))).copy()
-
-
-def matrix_from_rotvec(rotvec: np.ndarray) -> np.ndarray:
-    """``(3, 3)`` rotation matrix of rotation vector ``rotvec (3,)`` (rad). MuJoCo's C helpers:
-    scipy's ``Rotation`` costs ~0.1-1 ms per call on single rotations, too slow per tick."""
-    rotvec = np.asarray(rotvec, dtype=np.float64)
-    angle = float(np.linalg.norm(rotvec))
-    if angle < 1e-12:
-        return np.eye(3)
-    quat = np.zeros(4)
-    mujoco.mju_axisAngle2Quat(quat, rotvec / angle, angle)
-    matrix = np.zeros(9)
-    mujoco.mju_quat2Mat(matrix, quat)
-    return matrix.reshape(3, 3)
-
-
-def rotvec_from_matrix(matrix: np.ndarray) -> np.ndarray:
-    """Canonical rotation vector ``(3,)`` (angle in [0, pi], rad) of ``matrix (3, 3)``."""
-    quat = np.zeros(4)
-    mujoco.mju_mat2Quat(quat, np.ascontiguousarray(matrix, dtype=np.float64).ravel())
-    if quat[0] < 0:
-        quat = -quat  # same rotation; w >= 0 keeps the angle in [0, pi]
-    rotvec = np.zeros(3)
-    mujoco.mju_quat2Vel(rotvec, quat, 1.0)
-    return rotvec
-
-
-def _floats(name: str, value, n: int, example: str) -> tuple[float, ...]:
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"{name}={value!r} is not numeric: give {n} numbers, e.g. {example}"
-        ) from exc
-    if array.shape != (n,) or not np.all(np.isfinite(array)):
-        raise ConfigError(f"{name}={value!r} must be {n} finite numbers, e.g. {example}")
-    return tuple(float(v) for v in array)
-
-
-@dataclass
-class SimArmConfig:
-    """Settings of ``SimForceArm``.
-
-    Attributes:
-        control_hz: command rate (Hz), meant for 10-30 Hz. The control period is rounded to a
-            whole number of physics ticks (``SimForceArm.control_period_s`` gives the result).
-        stiffness: ``(6,)`` Cartesian stiffness of the TCP: translational x, y, z (N/m) then
-            rotational about x, y, z (N*m/rad), base frame.
-        damping_ratio: zeta of the Cartesian damping (1 = critically damped per axis).
-        posture_stiffness: joint stiffness (N*m/rad) pulling toward
-            ``initial_joint_positions`` in the null space of the TCP task.
-        initial_joint_positions: ``(6,)`` joint angles (rad) at construction and ``reset()``.
-        model_path: MJCF file; defaults to the packaged ``force_arm.xml``. It must contain the
-            sites ``tcp`` and ``ft_site``, the sensors ``ft_force`` and ``ft_torque``, and six
-            hinge joints each driven by one motor.
-        camera_width: default rendered image width (pixels), at most 640.
-        camera_height: default rendered image height (pixels), at most 480.
-    """
-
-    control_hz: float = 20.0
-    stiffness: Sequence[float] = (2000.0, 2000.0, 2000.0, 60.0, 60.0, 60.0)
-    damping_ratio: float = 1.0
-    posture_stiffness: float = 20.0
-    initial_joint_positions: Sequence[float] = HOME_JOINT_POSITIONS
-    model_path: str = field(default_factory=default_model_path)
-    camera_width: int = 128
-    camera_height: int = 128
-
-    def __post_init__(self) -> None:
-        if not (
-            isinstance(self.control_hz, int | float)
-            and not isinstance(self.control_hz, bool)
-            and 1.0 <= self.control_hz <= 250.0
-        ):
-            raise ConfigError(
-                f"sim arm control_hz={self.control_hz!r} must be a number of Hz in [1, 250] "
-                "(physics runs at 500 Hz), e.g. control_hz=20"
-            )
-        self.stiffness = _floats("sim arm stiffness", self.stiffness, 6, "(2000,)*3 + (60,)*3")
-        if min(self.stiffness) <= 0:
-            raise ConfigError(
-                f"sim arm stiffness={self.stiffness} must be positive (N/m, N*m/rad), "
-                "e.g. (2000, 2000, 2000, 60, 60, 60)"
-            )
-        for name in ("damping_ratio", "posture_stiffness"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and 0 <= value < math.inf):
-                raise ConfigError(f"sim arm {name}={value!r} must be a finite number >= 0")
-        if self.damping_ratio <= 0:
-            raise ConfigError(
-                f"sim arm damping_ratio={self.damping_ratio} must be > 0, e.g. 1.0 (critical)"
-            )
-        self.initial_joint_positions = _floats(
-            "sim arm initial_joint_positions", self.initial_joint_positions, 6, "(0,)*6 rad"
-        )
-        if not Path(self.model_path).is_file():
-            raise ConfigError(
-                f"sim arm model_path={self.model_path!r} is not a file: omit it to use the "
-                "packaged force_arm.xml"
-            )
-        for name, limit in (("camera_width", 640), ("camera_height", 480)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-                raise ConfigError(
-                    f"sim arm {name}={value!r} must be an integer in [1, {limit}] "
-                    "(the model's offscreen buffer), e.g. 128"
-                )
 
 
 class SimForceArm(ForceArm):
@@ -351,7 +206,7 @@ class SimForceArm(ForceArm):
         self._require_connection()
         d = self.data
         position = d.site_xpos[self._tcp].copy()
-        rotvec = rotvec_from_matrix(d.site_xmat[self._tcp])
+        rotvec = rotvec_from_matrix(d.site_xmat[self._tcp].reshape(3, 3))
         if self._last_rotvec is not None:
             rotvec = unwrap_rotvec(rotvec, self._last_rotvec)
         self._last_rotvec = rotvec
@@ -521,91 +376,3 @@ def _has_body(model: mujoco.MjModel, name: str) -> bool:
     except KeyError:
         return False
     return True
-
-
-# ===================================================================== wrist sensor
-@dataclass
-class SimSensorConfig:
-    """Settings of ``SimWrenchSensor``.
-
-    Attributes:
-        force_noise_std: std (N) of Gaussian noise added to each force channel per read.
-        torque_noise_std: std (N*m) of Gaussian noise added to each torque channel per read.
-        offset: ``(6,)`` constant offset (N, N*m) on every reading, the drift a real sensor
-            shows between ``bias()`` calls.
-        bias_samples: readings averaged by ``bias()``.
-        seed: seeds the noise.
-    """
-
-    force_noise_std: float = 0.0
-    torque_noise_std: float = 0.0
-    offset: Sequence[float] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    bias_samples: int = 10
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("force_noise_std", "torque_noise_std"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and 0 <= value < math.inf):
-                raise ConfigError(
-                    f"sim sensor {name}={value!r} must be a finite number >= 0, e.g. 0.1"
-                )
-        self.offset = _floats("sim sensor offset", self.offset, 6, "(0,)*6 (N, N*m)")
-        if isinstance(self.bias_samples, bool) or not isinstance(self.bias_samples, int):
-            raise ConfigError(f"sim sensor bias_samples={self.bias_samples!r} must be an integer")
-        if self.bias_samples < 1:
-            raise ConfigError(f"sim sensor bias_samples={self.bias_samples} must be >= 1, e.g. 10")
-
-
-class SimWrenchSensor(WrenchSensor):
-    """The wrist F/T sensor of a ``SimForceArm`` behind the ``WrenchSensor`` contract.
-
-    ``SimWrenchSensor(config, arm)`` reads ``arm``'s sensor (``arm.tool_wrench()``, the load in
-    the tool frame) plus the configured offset and noise, minus the bias. Without an arm it
-    builds its own ``SimForceArm`` at rest and advances it one physics tick per ``read()``, so a
-    stand-alone sensor produces a fresh sample each time. ``sequence`` is the arm's physics tick
-    count and ``timestamp`` its simulated time (s); ``status`` is always ``OK``.
-    """
-
-    def __init__(self, config: SimSensorConfig | None = None, arm: SimForceArm | None = None):
-        self.config = config if config is not None else SimSensorConfig()
-        self._owns_arm = arm is None
-        self.arm = arm if arm is not None else SimForceArm(SimArmConfig())
-        self._rng = np.random.default_rng(self.config.seed)
-        self._std = np.array([self.config.force_noise_std] * 3 + [self.config.torque_noise_std] * 3)
-        self._offset = np.asarray(self.config.offset)
-        self._bias = np.zeros(6)
-        self._running = False
-
-    def start(self) -> None:
-        if self._owns_arm:
-            self.arm.connect()
-        self._running = True
-
-    def stop(self) -> None:
-        self._running = False
-
-    @property
-    def is_running(self) -> bool:
-        return self._running
-
-    def bias(self) -> None:
-        """Zeroes the sensor at its current load: the mean of ``bias_samples`` raw readings."""
-        samples = [self._raw() for _ in range(self.config.bias_samples)]
-        self._bias = np.mean(samples, axis=0)
-
-    def read(self) -> WrenchReading:
-        wrench = self._raw() - self._bias
-        return WrenchReading(
-            wrench=wrench,
-            timestamp=float(self.arm.data.time),
-            status=SensorStatus.OK,
-            sequence=int(self.arm.physics_steps),
-        )
-
-    def _raw(self) -> np.ndarray:
-        if not self._running:
-            raise NotConnectedError("sim wrench sensor is not started: call start() first")
-        if self._owns_arm:
-            self.arm.advance(1)
-        return self.arm.tool_wrench() + self._offset + self._rng.normal(0.0, 1.0, 6) * self._std

@@ -43,7 +43,49 @@ def _position_error(obs: ArmObservation, target: np.ndarray) -> float:
     return float(np.linalg.norm(np.asarray(obs.tcp_pose)[:3] - np.asarray(target)[:3]))
 
 
-class ArmContract:
+class _Lifecycle:
+    """Open/close checks the suites share; each suite names its device's calls."""
+
+    _open_call = "connect"
+    _close_call = "disconnect"
+    _open_flag = "is_connected"
+    # The call that needs an open device, checked after closing (None: not checked).
+    _use_call: str | None = None
+    # Whether that call is also made inside ``with device:``.
+    _use_inside_with = False
+
+    def _is_open(self, device) -> bool:
+        return getattr(device, self._open_flag)
+
+    def _opened(self, device):
+        """Body of the suites' open-device fixtures: ``device`` open, closed afterwards."""
+        getattr(device, self._open_call)()
+        try:
+            yield device
+        finally:
+            getattr(device, self._close_call)()
+
+    def _check_open_close_twice(self, device) -> None:
+        assert not self._is_open(device)
+        getattr(device, self._open_call)()
+        assert self._is_open(device)
+        for _ in range(2):  # closing twice is harmless
+            getattr(device, self._close_call)()
+            assert not self._is_open(device)
+        if self._use_call is not None:
+            with pytest.raises(NotConnectedError):
+                getattr(device, self._use_call)()
+
+    def _check_context_manager(self, device) -> None:
+        with device as entered:
+            assert entered is device
+            assert self._is_open(device)
+            if self._use_inside_with:
+                getattr(device, self._use_call)()
+        assert not self._is_open(device)
+
+
+class ArmContract(_Lifecycle):
     """Behaviour every ``ForceArm`` must show; override the ``make_arm`` fixture.
 
     Attributes:
@@ -55,6 +97,8 @@ class ArmContract:
     settle_ticks: int = 20
     position_tolerance_m: float = 0.01
     step_m: float = 0.01
+    _use_call = "get_observation"
+    _use_inside_with = True
 
     @pytest.fixture
     def make_arm(self) -> Callable[[], ForceArm]:
@@ -62,12 +106,7 @@ class ArmContract:
 
     @pytest.fixture
     def arm(self, make_arm):
-        arm = make_arm()
-        arm.connect()
-        try:
-            yield arm
-        finally:
-            arm.disconnect()
+        yield from self._opened(make_arm())
 
     def test_features_readable_while_disconnected(self, make_arm):
         arm = make_arm()
@@ -91,23 +130,10 @@ class ArmContract:
             arm.send_action(np.zeros(6))
 
     def test_connect_and_disconnect_twice(self, make_arm):
-        arm = make_arm()
-        arm.connect()
-        assert arm.is_connected
-        arm.disconnect()
-        assert not arm.is_connected
-        arm.disconnect()
-        assert not arm.is_connected
-        with pytest.raises(NotConnectedError):
-            arm.get_observation()
+        self._check_open_close_twice(make_arm())
 
     def test_context_manager(self, make_arm):
-        arm = make_arm()
-        with arm as entered:
-            assert entered is arm
-            assert arm.is_connected
-            arm.get_observation()
-        assert not arm.is_connected
+        self._check_context_manager(make_arm())
 
     def test_observation_shapes_finite_and_timestamps_monotonic(self, arm):
         first = arm.get_observation()
@@ -175,7 +201,7 @@ class ArmContract:
         assert _position_error(arm.get_observation(), here) <= self.position_tolerance_m
 
 
-class SensorContract:
+class SensorContract(_Lifecycle):
     """Behaviour every ``WrenchSensor`` must show; override the ``make_sensor`` fixture.
 
     Attributes:
@@ -186,6 +212,10 @@ class SensorContract:
 
     bias_tolerance: float = 0.5
     wait_timeout_s: float = 1.0
+    _open_call = "start"
+    _close_call = "stop"
+    _open_flag = "is_running"
+    _use_call = "read"
 
     @pytest.fixture
     def make_sensor(self) -> Callable[[], WrenchSensor]:
@@ -193,12 +223,7 @@ class SensorContract:
 
     @pytest.fixture
     def sensor(self, make_sensor):
-        sensor = make_sensor()
-        sensor.start()
-        try:
-            yield sensor
-        finally:
-            sensor.stop()
+        yield from self._opened(make_sensor())
 
     def wait_for_samples(self, sensor: WrenchSensor) -> WrenchReading:
         """Returns a reading newer than the current one, or the latest after
@@ -218,22 +243,10 @@ class SensorContract:
             sensor.read()
 
     def test_start_stop_twice(self, make_sensor):
-        sensor = make_sensor()
-        sensor.start()
-        assert sensor.is_running
-        sensor.stop()
-        assert not sensor.is_running
-        sensor.stop()
-        assert not sensor.is_running
-        with pytest.raises(NotConnectedError):
-            sensor.read()
+        self._check_open_close_twice(make_sensor())
 
     def test_context_manager(self, make_sensor):
-        sensor = make_sensor()
-        with sensor as entered:
-            assert entered is sensor
-            assert sensor.is_running
-        assert not sensor.is_running
+        self._check_context_manager(make_sensor())
 
     def test_reading_shape_and_types(self, sensor):
         reading = self.wait_for_samples(sensor)
@@ -261,7 +274,7 @@ class SensorContract:
             last = sequence
 
 
-class TeleopContract:
+class TeleopContract(_Lifecycle):
     """Behaviour every ``Teleop`` must show; override the ``make_teleop`` fixture.
 
     Attributes:
@@ -276,12 +289,7 @@ class TeleopContract:
 
     @pytest.fixture
     def teleop(self, make_teleop):
-        teleop = make_teleop()
-        teleop.connect()
-        try:
-            yield teleop
-        finally:
-            teleop.disconnect()
+        yield from self._opened(make_teleop())
 
     @staticmethod
     def _observation() -> ArmObservation:
@@ -294,21 +302,10 @@ class TeleopContract:
         )
 
     def test_connect_and_disconnect_twice(self, make_teleop):
-        teleop = make_teleop()
-        assert not teleop.is_connected
-        teleop.connect()
-        assert teleop.is_connected
-        teleop.disconnect()
-        assert not teleop.is_connected
-        teleop.disconnect()
-        assert not teleop.is_connected
+        self._check_open_close_twice(make_teleop())
 
     def test_context_manager(self, make_teleop):
-        teleop = make_teleop()
-        with teleop as entered:
-            assert entered is teleop
-            assert teleop.is_connected
-        assert not teleop.is_connected
+        self._check_context_manager(make_teleop())
 
     def test_read_returns_command_without_blocking(self, teleop):
         for _ in range(5):

@@ -27,18 +27,17 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
-from robopref.errors import ConfigError, NonFiniteError
-from robopref.hardware.base import (
-    ArmObservation,
-    ForceArm,
-    HardwareError,
-    NotConnectedError,
-    ProtectiveStop,
+from robopref.errors import ConfigError
+from robopref.geometry import (
+    matrix_from_rotvec,
+    pose_delta,
+    quat_from_rotvec,
+    quat_mul,
+    rotvec_from_quat,
 )
-
-_INSTALL_HINT = "pip install 'robopref[ur]' (or set simulate=True to use the in-process fake)"
+from robopref.hardware.base import ArmObservation, HardwareError, ProtectiveStop
+from robopref.hardware.vendor import VendorArm, check_positive, missing_library
 
 
 @dataclass(frozen=True)
@@ -137,10 +136,7 @@ class URConfig:
             )
         if self.mode not in ("servo", "speed"):
             raise ConfigError(f"mode={self.mode!r} is unknown: use 'servo' or 'speed'")
-        for name in ("speed", "angular_speed", "acceleration", "stop_deceleration"):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value > 0):
-                raise ConfigError(f"{name}={value} must be a finite number > 0")
+        check_positive(self, ("speed", "angular_speed", "acceleration", "stop_deceleration"))
         if not 0.03 <= self.lookahead_time_s <= 0.2:
             raise ConfigError(
                 f"lookahead_time_s={self.lookahead_time_s} out of range: servoL accepts "
@@ -172,7 +168,7 @@ def _load_rtde() -> Any:
         import rtde_control
         import rtde_receive
     except ImportError as error:
-        raise HardwareError(f"ur-rtde is not installed ({error}): {_INSTALL_HINT}") from error
+        raise missing_library("ur-rtde", "ur", error) from error
     return SimpleNamespace(
         RTDEControlInterface=rtde_control.RTDEControlInterface,
         RTDEReceiveInterface=rtde_receive.RTDEReceiveInterface,
@@ -183,12 +179,12 @@ def _load_rtde() -> Any:
 def base_wrench_to_tool(wrench_base: np.ndarray, tcp_pose: np.ndarray) -> np.ndarray:
     """``(6,)`` wrench (N, N*m) about the TCP in the base frame -> the tool frame, given the TCP
     pose ``(6,)`` ``[x, y, z, rx, ry, rz]`` (m, rad) in the base frame."""
-    rotation = Rotation.from_rotvec(np.asarray(tcp_pose, dtype=np.float64)[3:]).as_matrix()
+    rotation = matrix_from_rotvec(np.asarray(tcp_pose, dtype=np.float64)[3:])
     wrench = np.asarray(wrench_base, dtype=np.float64)
     return np.concatenate([rotation.T @ wrench[:3], rotation.T @ wrench[3:]])
 
 
-class URArm(ForceArm):
+class URArm(VendorArm):
     """A UR arm streaming absolute TCP targets over RTDE (see the module docstring).
 
     ``rtde`` injects the three ur_rtde classes (any object with ``RTDEControlInterface``,
@@ -203,44 +199,24 @@ class URArm(ForceArm):
     stopped streaming) latches a stop: the arm holds until ``recover()``.
     """
 
+    kind = "UR arm"
+    link = "RTDE connection to the UR controller"
+    link_check = "the network cable and the controller"
+    fake = "robopref.hardware.fake.rtde:FakeRTDE"
+    _load_library = staticmethod(_load_rtde)
+    #: The ur_rtde classes in use (a ``FakeRTDE`` when simulating); loads them if needed.
+    rtde = VendorArm.backend
+
     def __init__(self, config: URConfig, rtde: Any = None) -> None:
-        self.config = config
-        self._rtde = rtde
+        super().__init__(config, rtde)
         self._control: Any = None
         self._receive: Any = None
         self._dashboard: Any = None
-        self._latched = False
         self._streaming = False
-
-    # --- properties -------------------------------------------------------------------------
-
-    @property
-    def n_joints(self) -> int:
-        return 6
 
     @property
     def is_connected(self) -> bool:
         return self._control is not None
-
-    @property
-    def control_period_s(self) -> float:
-        return 1.0 / self.config.control_hz
-
-    @property
-    def is_stopped(self) -> bool:
-        return self._latched
-
-    @property
-    def rtde(self) -> Any:
-        """The ur_rtde classes in use (a ``FakeRTDE`` when simulating); loads them if needed."""
-        if self._rtde is None:
-            if self.config.simulate:
-                from robopref.hardware.fake.rtde import FakeRTDE
-
-                self._rtde = FakeRTDE()
-            else:
-                self._rtde = _load_rtde()
-        return self._rtde
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -310,12 +286,7 @@ class URArm(ForceArm):
     # --- commands ---------------------------------------------------------------------------
 
     def send_action(self, target_pose: np.ndarray) -> np.ndarray:
-        self._require_connection()
-        target = np.asarray(target_pose, dtype=np.float64)
-        if target.shape != (6,):
-            raise ValueError(f"target pose must have shape (6,), got {target.shape}")
-        if not np.all(np.isfinite(target)):
-            raise NonFiniteError(f"non-finite TCP target {target} refused; the UR arm holds")
+        target = self._checked_target(target_pose)
         cfg, control = self.config, self._control
         try:
             self._poll_safety()
@@ -406,18 +377,6 @@ class URArm(ForceArm):
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _require_connection(self) -> None:
-        if not self.is_connected:
-            raise NotConnectedError(
-                f"UR arm at {self.config.host} is not connected: call connect()"
-            )
-
-    def _link_error(self, error: Exception) -> HardwareError:
-        return HardwareError(
-            f"lost the RTDE connection to the UR controller at {self.config.host} ({error}): "
-            "check the network cable and the controller, then disconnect() and connect() again"
-        )
-
     def _poll_safety(self) -> None:
         if not (self._control.isConnected() and self._receive.isConnected()):
             raise RuntimeError("isConnected() is False")
@@ -462,8 +421,7 @@ class URArm(ForceArm):
 
     def _clipped_twist(self, current: np.ndarray, target: np.ndarray, period: float) -> np.ndarray:
         linear = (target[:3] - current[:3]) / period
-        rotation = Rotation.from_rotvec(target[3:]) * Rotation.from_rotvec(current[3:]).inv()
-        angular = rotation.as_rotvec() / period
+        angular = pose_delta(current, target)[3:] / period
         for vector, limit in ((linear, self.config.speed), (angular, self.config.angular_speed)):
             norm = float(np.linalg.norm(vector))
             if norm > limit:
@@ -478,8 +436,11 @@ class URArm(ForceArm):
 
 def _integrate(pose: np.ndarray, twist: np.ndarray, dt: float) -> np.ndarray:
     """The pose ``(6,)`` reached from ``pose`` after holding base-frame ``twist`` for ``dt`` s."""
-    rotation = Rotation.from_rotvec(twist[3:] * dt) * Rotation.from_rotvec(pose[3:])
-    return np.concatenate([pose[:3] + twist[:3] * dt, rotation.as_rotvec()])
+    # Canonical (angle <= pi) like the poses the controller reports; not unwrapped toward pose.
+    rotation = rotvec_from_quat(
+        quat_mul(quat_from_rotvec(twist[3:] * dt), quat_from_rotvec(pose[3:]))
+    )
+    return np.concatenate([pose[:3] + twist[:3] * dt, rotation])
 
 
 __all__ = ["URArm", "URConfig", "URForceMode", "base_wrench_to_tool"]

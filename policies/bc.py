@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -11,8 +11,8 @@ from torch import nn
 
 from robopref.data import Episode, stack_transitions
 from robopref.errors import CheckpointError, ConfigError
-from robopref.policies.base import Policy
-from robopref.training import Trainer, load_checkpoint, load_state_dict_checked, save_checkpoint
+from robopref.policies.base import TrainablePolicy
+from robopref.training import Trainer, load_checkpoint, load_state_dict_checked
 
 HEADS = ("deterministic", "gaussian")
 
@@ -25,8 +25,9 @@ class BCConfig:
         hidden_sizes: widths of the hidden layers.
         head: ``"deterministic"`` (MSE on actions) or ``"gaussian"`` (NLL with a learned,
             state-independent std).
-        action_low, action_high: action bounds (environment units); the mean is squashed
-            into them with tanh.
+        action_low, action_high: action bounds (environment units), one number or one per
+            action dimension; the mean is squashed into them with tanh. The CLI fills them
+            from the task when the config leaves them ``null``.
         normalize_actions: measure the deterministic head's squared error in units of each
             action dimension's standard deviation in the demonstrations. Needed when action
             dimensions differ in scale (e.g. metres and radians): otherwise the loss is
@@ -35,8 +36,8 @@ class BCConfig:
 
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
     head: str = "deterministic"
-    action_low: float = -1.0
-    action_high: float = 1.0
+    action_low: float | list[float] | None = -1.0
+    action_high: float | list[float] | None = 1.0
     normalize_actions: bool = False
 
     def __post_init__(self) -> None:
@@ -44,8 +45,13 @@ class BCConfig:
             raise ConfigError(f"unknown BC head '{self.head}': choose one of {', '.join(HEADS)}")
         if not self.hidden_sizes or min(self.hidden_sizes) < 1:
             raise ConfigError("BC hidden_sizes must be a non-empty list of positive widths")
-        if not self.action_low < self.action_high:
-            raise ConfigError("BC action_low must be below action_high")
+        if self.action_low is None or self.action_high is None:
+            return  # filled in from the task before a policy is built
+        low, high = np.asarray(self.action_low, float), np.asarray(self.action_high, float)
+        if low.shape != high.shape and low.ndim and high.ndim:
+            raise ConfigError("BC action_low and action_high must have the same length")
+        if not np.all(low < high):
+            raise ConfigError("BC action_low must be below action_high in every dimension")
 
 
 def mlp(in_dim: int, hidden: list[int], out_dim: int) -> nn.Sequential:
@@ -57,14 +63,18 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class BCPolicy(nn.Module, Policy):
+class BCPolicy(TrainablePolicy):
     """``forward(obs (B, obs_dim)) -> mean action (B, act_dim)``.
 
     Observation statistics live in buffers, so they travel with ``state_dict``.
     """
 
+    kind = "bc"
+
     def __init__(self, obs_dim: int, act_dim: int, config: BCConfig):
         super().__init__()
+        if config.action_low is None or config.action_high is None:
+            raise ConfigError("BC action bounds are unset: take them from the task")
         self.obs_dim, self.act_dim, self.config = obs_dim, act_dim, config
         self.register_buffer("obs_mean", torch.zeros(obs_dim))
         self.register_buffer("obs_std", torch.ones(obs_dim))
@@ -73,8 +83,10 @@ class BCPolicy(nn.Module, Policy):
         self.register_buffer("action_scale", torch.ones(act_dim))
         self.net = mlp(obs_dim, list(config.hidden_sizes), act_dim)
         self.log_std = nn.Parameter(torch.full((act_dim,), -1.0))
-        self._half_range = (config.action_high - config.action_low) / 2
-        self._center = (config.action_high + config.action_low) / 2
+        low = torch.as_tensor(np.broadcast_to(config.action_low, (act_dim,)).copy()).float()
+        high = torch.as_tensor(np.broadcast_to(config.action_high, (act_dim,)).copy()).float()
+        self.register_buffer("_half_range", (high - low) / 2, persistent=False)
+        self.register_buffer("_center", (high + low) / 2, persistent=False)
 
     def set_normalizer(self, observations: np.ndarray) -> None:
         """Set observation mean/std from ``(N, obs_dim)`` samples."""
@@ -93,7 +105,7 @@ class BCPolicy(nn.Module, Policy):
         z = (obs - self.obs_mean) / self.obs_std
         return self._center + self._half_range * torch.tanh(self.net(z))
 
-    def action_nll(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def imitation_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Per-sample loss ``(B,)``: squared error (deterministic) or Gaussian NLL."""
         mean = self(obs)
         if self.config.head == "deterministic":
@@ -103,34 +115,24 @@ class BCPolicy(nn.Module, Policy):
 
     def bc_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]):
         """Trainer loss: mean (optionally weighted by ``batch["weight"]``) action loss."""
-        per_sample = model.action_nll(batch["obs"], batch["act"])
-        weight = batch.get("weight")
-        loss = per_sample.mean() if weight is None else (weight * per_sample).sum() / weight.sum()
-        return loss, {}
+        return model.weighted_imitation_loss(batch["obs"], batch["act"], batch.get("weight")), {}
 
-    @torch.no_grad()
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        device = self.obs_mean.device
-        out = self(torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=device))
-        return out.cpu().numpy().astype(np.float32)
+    def config_dict(self) -> dict:
+        return asdict(self.config)
 
-    def clone(self) -> BCPolicy:
-        return copy.deepcopy(self)
-
-    def save(self, path) -> None:
-        save_checkpoint(
-            path,
-            {
-                "kind": "bc_policy",
-                "obs_dim": self.obs_dim,
-                "act_dim": self.act_dim,
-                "config": self.config.__dict__,
-                "model": self.state_dict(),
-            },
-        )
+    @classmethod
+    def from_config(cls, config: dict, obs_dim: int, act_dim: int, base=None) -> BCPolicy:
+        return cls(obs_dim, act_dim, BCConfig(**config))
 
     @classmethod
     def load(cls, path) -> BCPolicy:
+        if Path(path).is_dir():
+            return super().load(path)
+        return cls._load_torch_file(path)
+
+    @classmethod
+    def _load_torch_file(cls, path) -> BCPolicy:
+        """A checkpoint file of release 0.1 (``torch.save`` payload)."""
         payload = load_checkpoint(path)
         if payload.get("kind") != "bc_policy":
             raise CheckpointError(
@@ -141,6 +143,7 @@ class BCPolicy(nn.Module, Policy):
         # Checkpoints written before action normalisation existed trained with unit scales.
         state.setdefault("action_scale", torch.ones(payload["act_dim"]))
         load_state_dict_checked(policy, state, path)
+        policy.checkpoint_path = None  # a legacy file cannot be named as a base
         return policy
 
 
@@ -159,22 +162,26 @@ def train_bc(policy: BCPolicy, demos: list[Episode], trainer: Trainer) -> dict[s
     return trainer.fit(policy, policy.bc_loss, data)
 
 
-def average_policies(policies: list[BCPolicy]) -> BCPolicy:
-    """A policy whose parameters are the mean of ``policies``' (a weight average, or "model
-    soup"). Meaningful for policies fine-tuned from one base, as each refinement round's are:
-    they lie in one basin, and averaging cancels the round-to-round jitter of single fits.
-    Normalisation buffers must agree (they are copied from the base)."""
+def average_policies(policies: list[TrainablePolicy]) -> TrainablePolicy:
+    """A policy whose trainable parameters are the mean of ``policies``' (a weight average, or
+    "model soup"). Meaningful for policies fine-tuned from one base, as each refinement round's
+    are: they lie in one basin, and averaging cancels the round-to-round jitter of single fits.
+    Buffers (normalisation statistics) and frozen parameters (a base policy's) must agree."""
     if not policies:
         raise ValueError("average_policies needs at least one policy")
     first = policies[0]
-    shapes = {(p.obs_dim, p.act_dim, tuple(p.config.hidden_sizes)) for p in policies}
+    shapes = {
+        (type(p).__name__, tuple((k, tuple(v.shape)) for k, v in p.state_dict().items()))
+        for p in policies
+    }
     if len(shapes) > 1:
-        raise ConfigError(f"cannot average policies of different shapes {sorted(shapes)}")
+        raise ConfigError("cannot average policies of different types or shapes")
+    trainable = {name for name, param in first.named_parameters() if param.requires_grad}
     states = [p.state_dict() for p in policies]
     averaged = first.clone()
     state = averaged.state_dict()
     for key, value in state.items():
-        if key in ("obs_mean", "obs_std", "action_scale"):
+        if key not in trainable:
             if any(not torch.equal(s[key], value) for s in states):
                 raise ConfigError(
                     f"policies to average have different {key}: they were not refined from "
@@ -183,4 +190,5 @@ def average_policies(policies: list[BCPolicy]) -> BCPolicy:
             continue
         state[key] = torch.stack([s[key].float() for s in states]).mean(0).to(value.dtype)
     averaged.load_state_dict(state)
+    averaged.checkpoint_path = None
     return averaged

@@ -6,27 +6,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from robopref.data import Episode
-from robopref.envs import ExpertConfig, NoisyExpert
 from robopref.policies import Policy
 
 
-class ExpertPolicy(Policy):
-    """One ``NoisyExpert`` per parallel environment, seen as one batched policy."""
-
-    def __init__(self, task: str, config: ExpertConfig, num_envs: int, seed: int = 0):
-        self.experts = [NoisyExpert(task, config, seed=seed * 1000 + i) for i in range(num_envs)]
-
-    def begin_episodes(self, n: int) -> None:
-        for expert in self.experts[:n]:
-            expert.begin_episode()
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        return np.stack([e.act(o) for e, o in zip(self.experts, obs, strict=False)])
-
-
 class GaussianExploration(Policy):
-    """Adds Gaussian noise of std ``std`` to another policy's actions and clips to
-    ``[low, high]``.
+    """Adds Gaussian noise of std ``std`` (a number or one per action dimension, action units)
+    to another policy's actions and clips to ``[low, high]`` (numbers or ``(act_dim,)``).
+    ``for_task`` states the std in units of the task's half action range instead.
 
     ``correlation`` in ``[0, 1)`` makes the noise an AR(1) process per episode,
     ``n_t = c * n_{t-1} + sqrt(1 - c^2) * N(0, std^2)``, with the same std at every step but a
@@ -47,13 +33,29 @@ class GaussianExploration(Policy):
         self.rng = np.random.default_rng(seed)
         self._noise: np.ndarray | None = None
 
+    @classmethod
+    def for_task(
+        cls, policy: Policy, task, relative_std: float, seed: int = 0, correlation: float = 0.0
+    ) -> GaussianExploration:
+        """Noise of std ``relative_std`` times the task's half action range per dimension,
+        clipped to the task's bounds: 0.3 is 0.3 on Meta-World's [-1, 1] and 0.3 of the step
+        limit on Peel-v0's metres and radians per tick."""
+        return cls(
+            policy,
+            relative_std * task.action_half_range,
+            seed=seed,
+            low=task.action_low,
+            high=task.action_high,
+            correlation=correlation,
+        )
+
     def begin_episodes(self, n: int) -> None:
         self.policy.begin_episodes(n)
         self._noise = None
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         action = self.policy.act(obs)
-        fresh = self.rng.normal(0.0, self.std, size=action.shape)
+        fresh = self.rng.normal(0.0, 1.0, size=action.shape) * self.std
         c = self.correlation
         if c and self._noise is not None and self._noise.shape == fresh.shape:
             fresh = c * self._noise + np.sqrt(1.0 - c * c) * fresh
@@ -63,31 +65,34 @@ class GaussianExploration(Policy):
 
 def collect_episodes(
     vec_env,
-    policy: Policy,
-    goal_indices: list[int],
+    policy,
+    variations: list,
     task: str,
     max_steps: int,
     source: str = "rollout",
     progress: bool = True,
 ) -> list[Episode]:
-    """Run one episode per entry of ``goal_indices`` (Meta-World goal variation index).
+    """Run one episode per entry of ``variations`` (the task's start-state / goal keys).
 
+    ``policy`` acts on a batch: ``act(obs (num_envs, obs_dim)) -> (num_envs, act_dim)``.
     Episodes run in lockstep batches of ``vec_env.num_envs`` and last ``max_steps`` steps
-    unless every env of the batch terminates earlier.
+    unless every env of the batch terminates earlier; an env that terminates early (a
+    protective stop) keeps only the steps up to its end.
     """
     n_envs = vec_env.num_envs
     episodes: list[Episode] = []
-    bar = tqdm(total=len(goal_indices), desc=source, disable=not progress, leave=False)
-    for begin in range(0, len(goal_indices), n_envs):
-        goals = list(goal_indices[begin : begin + n_envs])
+    bar = tqdm(total=len(variations), desc=source, disable=not progress, leave=False)
+    for begin in range(0, len(variations), n_envs):
+        goals = list(variations[begin : begin + n_envs])
         used = len(goals)
-        goals += [goals[-1]] * (n_envs - used)  # idle workers repeat a goal; discarded below
-        vec_env.set_attr("next_goal_index", goals)
+        goals += [goals[-1]] * (n_envs - used)  # idle workers repeat a start; discarded below
+        vec_env.set_attr("next_variation", goals)
         obs, _ = vec_env.reset()
         policy.begin_episodes(n_envs)
         o_buf, a_buf, r_buf, s_buf = [], [], [], []
         done = np.zeros(n_envs, dtype=bool)
-        for _ in range(max_steps):
+        ends = np.full(n_envs, max_steps)
+        for t in range(max_steps):
             action = policy.act(obs)
             next_obs, reward, terminated, truncated, info = vec_env.step(action)
             o_buf.append(obs)
@@ -95,24 +100,33 @@ def collect_episodes(
             r_buf.append(reward)
             s_buf.append(np.asarray(info["success"], dtype=bool))
             obs = next_obs
-            done |= terminated | truncated
+            ended = (terminated | truncated) & ~done
+            ends[ended] = t + 1
+            done |= ended
             if done.all():
                 break
         stacked = [np.stack(b, axis=1) for b in (o_buf, a_buf, r_buf, s_buf)]
         for i in range(used):
+            end = int(ends[i])
             episodes.append(
                 Episode(
-                    observations=stacked[0][i],
-                    actions=stacked[1][i],
-                    rewards=stacked[2][i],
-                    successes=stacked[3][i],
+                    observations=stacked[0][i, :end],
+                    actions=stacked[1][i, :end],
+                    rewards=stacked[2][i, :end],
+                    successes=stacked[3][i, :end],
                     task=task,
-                    meta={"goal_index": int(goals[i]), "source": source},
+                    meta={"variation": _plain(goals[i]), "source": source},
                 )
             )
         bar.update(used)
     bar.close()
     return episodes
+
+
+def _plain(variation):
+    if isinstance(variation, np.ndarray | list | tuple):
+        return [int(v) for v in variation]
+    return int(variation)
 
 
 def success_rate(episodes: list[Episode]) -> float:

@@ -6,15 +6,31 @@ fixtures on top; nothing here runs automatically beyond limiting torch to one th
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from robopref.data import Episode
+from robopref.data import Episode, assign_ids
+from robopref.rewards import RewardModel
 
 torch.set_num_threads(1)
+
+class FakeRewardBase(RewardModel):
+    """Save/load for test fakes of ``RewardModel``: a pickle (the real models write
+    checkpoint folders)."""
+
+    def save(self, path):
+        Path(path).write_bytes(pickle.dumps(self))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path, trainer=None):
+        return pickle.loads(Path(path).read_bytes())
+
 
 RewardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -48,9 +64,22 @@ def make_episodes(
     act_dim: int = 2,
     seed: int = 0,
     reward_fn: RewardFn | None = None,
+    dataset_id: str = "test",
 ) -> list[Episode]:
-    """``n`` episodes of ``T`` steps, episode ``i`` seeded with ``seed + i``."""
-    return [make_episode(T, obs_dim, act_dim, seed + i, reward_fn) for i in range(n)]
+    """``n`` episodes of ``T`` steps, episode ``i`` seeded with ``seed + i`` and named
+    ``eid(i)`` (episode ``i`` of dataset ``dataset_id``)."""
+    episodes = [make_episode(T, obs_dim, act_dim, seed + i, reward_fn) for i in range(n)]
+    return assign_ids(episodes, dataset_id)
+
+
+def eid(i: int, dataset_id: str = "test") -> str:
+    """The stable id of episode ``i`` of a test dataset."""
+    return f"{dataset_id}:{i}"
+
+
+def named(*episodes: Episode, dataset_id: str = "test") -> list[Episode]:
+    """Give hand-made episodes the ids ``eid(0)``, ``eid(1)``, ... (in place)."""
+    return assign_ids(list(episodes), dataset_id)
 
 
 def linear_reward(weights: np.ndarray) -> RewardFn:

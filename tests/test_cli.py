@@ -21,6 +21,7 @@ TINY = [
     "loop.num_demos=2",
     "loop.rollouts_per_round=2",
     "loop.eval_episodes=2",
+    "loop.test_episodes=2",
     "loop.queries_per_round=10",
     "loop.segment_length=20",
     "loop.heldout_pairs=20",
@@ -84,9 +85,9 @@ def test_missing_demo_dataset_is_one_line(tmp_path):
 def test_checkpoint_of_another_shape_is_one_line(tmp_path):
     from robopref.policies import BCConfig, BCPolicy
 
-    BCPolicy(7, 4, BCConfig(hidden_sizes=[8])).save(tmp_path / "small.pt")
+    BCPolicy(7, 4, BCConfig(hidden_sizes=[8])).save(tmp_path / "small")
     line = one_error_line(
-        robopref("demo", *TINY, f"policy_checkpoint={tmp_path}/small.pt",
+        robopref("demo", *TINY, f"policy_checkpoint={tmp_path}/small",
                  f"hydra.run.dir={tmp_path}/r")
     )
     assert "obs/act dims 7/4" in line
@@ -96,15 +97,29 @@ def test_report_without_runs_is_one_line(tmp_path):
     assert "no metrics.json" in one_error_line(robopref("report", str(tmp_path)))
 
 
-def test_format_table_adds_a_mean_row():
-    rows = [
-        {"seed": s, "bc_success_rate": 0.5, "refined_success_rate": 0.5 + 0.1 * s,
-         "improvement": 0.1 * s, "reward_accuracy": 0.9, "labels": 100, "queries": 100,
-         "wall_time_s": 10.0}
-        for s in (0, 1)
-    ]
+def _summary(task, config, seed, test):
+    return {"task": task, "config_name": config, "seed": seed, "test_success_rate": test,
+            "test_ci95": [test - 0.1, test + 0.1], "bc_test_success_rate": 0.5,
+            "test_improvement": test - 0.5, "bc_success_rate": 0.6,
+            "refined_success_rate": 0.7, "reward_accuracy": 0.9, "labels": 100,
+            "wall_time_s": 10.0}
+
+
+def test_report_groups_by_task_and_config_with_an_interval_over_seeds():
+    from scipy import stats
+
+    rows = [_summary("push-v3", "", s, 0.6 + 0.1 * s) for s in range(3)]
+    rows += [_summary("push-v3", "teacher=mistake", 0, 0.4), _summary("reach-v3", "", 0, 0.9)]
     table = format_table(rows)
-    assert table.splitlines()[-1].split()[:4] == ["mean", "0.50", "0.55", "+0.05"]
+    blocks = table.split("\n\n")
+    assert [b.splitlines()[0] for b in blocks] == [
+        "push-v3  config: default", "push-v3  config: teacher=mistake", "reach-v3  config: default"
+    ]
+    mean_line = blocks[0].splitlines()[-1].split()
+    half = stats.t.ppf(0.975, 2) * 0.1 / 3**0.5  # std over seeds 0.1, 3 seeds
+    assert mean_line[0] == "mean" and mean_line[2] == "0.70"
+    assert f"[{0.7 - half:.2f}," in blocks[0] and f"{0.7 + half:.2f}] (seeds)" in blocks[0]
+    assert "mean" not in blocks[1] and "mean" not in blocks[2]  # one seed: no interval
 
 
 def test_the_final_policy_can_average_the_last_rounds(tmp_path):
@@ -118,7 +133,8 @@ def test_the_final_policy_can_average_the_last_rounds(tmp_path):
     assert metrics["improvement"] == pytest.approx(
         metrics["refined_success_rate"] - metrics["bc_success_rate"]
     )
-    assert (tmp_path / "run" / "checkpoints" / "policy_selected.pt").is_file()
+    assert (tmp_path / "run" / "checkpoints" / "policy_selected" / "config.json").is_file()
+    assert metrics["test_episodes"] == 2 and len(metrics["test_ci95"]) == 2
     assert "final policy: average of rounds 1-2" in result.stdout
 
 
@@ -137,8 +153,10 @@ def test_multirun_sweeps_seeds_and_writes_every_artifact(tmp_path):
         chosen = metrics["rounds"][metrics["selected_round"]]["success_rate"]
         assert metrics["refined_success_rate"] == chosen
         for name in ("config.yaml", "success_vs_round.png", "reward_accuracy_vs_labels.png",
-                     "checkpoints/policy_bc.pt", "checkpoints/policy_round1.pt",
-                     "checkpoints/policy_selected.pt"):
+                     "checkpoints/policy_bc/model.safetensors",
+                     "checkpoints/policy_round1/config.json",
+                     "checkpoints/reward_round1/model.safetensors",
+                     "checkpoints/policy_selected/config.json", "run.json", "state.json"):
             assert (run / name).is_file(), name
         assert list((run / "tb").rglob("events.out.tfevents*"))
         assert (run / "datasets" / "demos" / "meta" / "info.json").is_file()
@@ -155,7 +173,7 @@ def test_demo_reuses_a_recorded_dataset_and_a_checkpoint(tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     second = robopref(
         "demo", *TINY, f"demos_path={tmp_path}/a/datasets/demos",
-        f"policy_checkpoint={tmp_path}/a/checkpoints/policy_bc.pt", f"hydra.run.dir={tmp_path}/b",
+        f"policy_checkpoint={tmp_path}/a/checkpoints/policy_bc", f"hydra.run.dir={tmp_path}/b",
     )
     assert second.returncode == 0, second.stderr[-3000:]
     assert not (tmp_path / "b" / "datasets" / "demos").exists()  # no new demos were collected

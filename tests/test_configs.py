@@ -8,18 +8,19 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from robopref.cli import _config_groups, build_config, from_registry
-from robopref.envs import ENVS, ExpertConfig
+from robopref.cli import _config_groups
+from robopref.envs import TASKS
 from robopref.errors import ConfigError
 from robopref.loop import LoopConfig
 from robopref.policies import POLICIES
 from robopref.preferences import PREFERENCE_SOURCES, QUERY_SELECTORS, TEACHER_PRESETS
 from robopref.refine import REFINERS
+from robopref.registry import build_config
 from robopref.rewards import REWARD_MODELS
 from robopref.training import TrainerConfig
 
 REGISTRIES = {
-    "env": ENVS,
+    "env": TASKS,
     "policy": POLICIES,
     "reward": REWARD_MODELS,
     "query": QUERY_SELECTORS,
@@ -39,7 +40,7 @@ def composed(*overrides: str) -> dict:
 def test_configs_ship_as_package_data():
     root = resources.files("robopref.configs")
     assert root.joinpath("demo.yaml").is_file()
-    assert set(_config_groups()) == {*REGISTRIES, "expert"} | RECORD_GROUPS
+    assert set(_config_groups()) == set(REGISTRIES) | RECORD_GROUPS
     assert root.joinpath("record.yaml").is_file()
 
 
@@ -54,23 +55,29 @@ def test_configs_ship_as_package_data():
 )
 def test_every_option_builds_its_config(group, option):
     cfg = composed(f"{group}={option}")
-    if group == "expert":
-        build_config(ExpertConfig, cfg["expert"], "expert")
-    else:
-        config, impl = from_registry(REGISTRIES[group], cfg[group], group)
-        assert config.__class__.__name__.endswith("Config")
+    values = dict(cfg[group])
+    if group == "teacher":
+        values["reward_scale"] = 10.0  # the CLI fills it from the task
+    if group == "policy":
+        values.update(action_low=-1.0, action_high=1.0)  # the CLI fills them from the task
+    config, impl = REGISTRIES[group].from_group(values, group)
+    assert config.__class__.__name__.endswith("Config")
+    if group == "env":
+        task = impl(config)  # the task object builds (splits, expert knobs)
+        assert len(task.variations("test")) >= 100
 
 
 def test_teacher_yaml_presets_match_the_library_presets():
     for name, preset in TEACHER_PRESETS.items():
-        config, _ = from_registry(PREFERENCE_SOURCES, composed(f"teacher={name}")["teacher"], "t")
+        values = {**composed(f"teacher={name}")["teacher"], "reward_scale": 1.0}
+        config, _ = PREFERENCE_SOURCES.from_group(values, "t")
         assert config == preset, name
 
 
 def test_issue_example_override_composes():
     cfg = composed("env.task=button-press-v3", "teacher=mistake")
-    env_cfg, _ = from_registry(ENVS, cfg["env"], "env")
-    teacher_cfg, _ = from_registry(PREFERENCE_SOURCES, cfg["teacher"], "teacher")
+    env_cfg, _ = TASKS.from_group(cfg["env"], "env")
+    teacher_cfg, _ = PREFERENCE_SOURCES.from_group({**cfg["teacher"], "reward_scale": 10}, "t")
     assert env_cfg.task == "button-press-v3" and teacher_cfg.mistake_prob == 0.1
 
 
@@ -87,5 +94,7 @@ def test_default_label_budget_is_at_most_500():
 
 
 def test_unknown_registry_name_is_rejected():
-    with pytest.raises(ConfigError, match="unknown query 'psychic'"):
-        from_registry(QUERY_SELECTORS, {"name": "psychic"}, "query")
+    with pytest.raises(ConfigError, match="unknown query selector 'psychic'"):
+        QUERY_SELECTORS.from_group({"name": "psychic"}, "query")
+    with pytest.raises(ConfigError, match="did you mean disagreement"):
+        QUERY_SELECTORS.from_group({"name": "disagrement"}, "query")

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_episode, make_episodes
+from conftest import eid, make_episode, make_episodes
 
 from robopref.data import (
     FORMAT_VERSION,
@@ -115,7 +115,7 @@ def test_stack_transitions_concatenates_in_order():
 
 
 def test_segment_slices_episode_arrays(episodes):
-    seg = Segment(2, 3, 9)
+    seg = Segment(eid(2), 3, 9)
     ep = episodes[2]
     assert len(seg) == 6
     np.testing.assert_array_equal(seg.observations(episodes), ep.observations[3:9])
@@ -126,24 +126,32 @@ def test_segment_slices_episode_arrays(episodes):
 @pytest.mark.parametrize(("start", "end"), [(-1, 3), (4, 4), (5, 2)])
 def test_segment_rejects_bad_bounds(start, end):
     with pytest.raises(ValueError, match="start < end"):
-        Segment(0, start, end)
+        Segment(eid(0), start, end)
 
 
 def test_preference_rejects_unequal_segment_lengths():
     with pytest.raises(ValueError, match="equal length"):
-        Preference(Segment(0, 0, 5), Segment(1, 0, 6), Label.FIRST)
+        Preference(Segment(eid(0), 0, 5), Segment(eid(1), 0, 6), Label.FIRST)
 
 
-@pytest.mark.parametrize("confidence", [-0.01, 1.01, float("nan")])
-def test_preference_rejects_confidence_outside_unit_interval(confidence):
-    with pytest.raises(ValueError, match="confidence"):
-        Preference(Segment(0, 0, 5), Segment(1, 0, 5), Label.FIRST, confidence=confidence)
+@pytest.mark.parametrize("target", [-0.01, 1.01, float("nan")])
+def test_preference_rejects_soft_target_outside_unit_interval(target):
+    with pytest.raises(ValueError, match=r"probability in \[0, 1\]"):
+        Preference(Segment(eid(0), 0, 5), Segment(eid(1), 0, 5), target)
 
 
-@pytest.mark.parametrize("confidence", [0.0, 0.5, 1.0])
-def test_preference_accepts_confidence_bounds(confidence):
-    pref = Preference(Segment(0, 0, 5), Segment(1, 2, 7), Label.EQUAL, confidence=confidence)
-    assert pref.confidence == confidence
+@pytest.mark.parametrize("weight", [-1.0, float("inf"), float("nan")])
+def test_preference_rejects_bad_weights(weight):
+    with pytest.raises(ValueError, match="weight"):
+        Preference(Segment(eid(0), 0, 5), Segment(eid(1), 0, 5), 1.0, weight=weight)
+
+
+@pytest.mark.parametrize("target", [0.0, 0.3, 0.5, 0.7, 1.0])
+def test_preference_accepts_soft_targets_and_names_discrete_ones(target):
+    pref = Preference(Segment(eid(0), 0, 5), Segment(eid(1), 2, 7), target, weight=2.0)
+    assert pref.target == target and pref.weight == 2.0
+    expected = {0.0: Label.SECOND, 0.5: Label.EQUAL, 1.0: Label.FIRST}.get(target)
+    assert pref.label is expected
 
 
 def test_label_targets():
@@ -152,7 +160,7 @@ def test_label_targets():
     assert Label.EQUAL.target == 0.5
     assert Label("first") is Label.FIRST
     prefs = [
-        Preference(Segment(0, 0, 2), Segment(1, 0, 2), label)
+        Preference(Segment(eid(0), 0, 2), Segment(eid(1), 0, 2), label)
         for label in (Label.SECOND, Label.EQUAL, Label.FIRST)
     ]
     targets = preference_targets(prefs)
@@ -161,7 +169,10 @@ def test_label_targets():
 
 
 def test_segment_pair_arrays_shapes_and_content(episodes):
-    pairs = [(Segment(0, 0, 4), Segment(1, 10, 14)), (Segment(3, 5, 9), Segment(3, 16, 20))]
+    pairs = [
+        (Segment(eid(0), 0, 4), Segment(eid(1), 10, 14)),
+        (Segment(eid(3), 5, 9), Segment(eid(3), 16, 20)),
+    ]
     obs, act = segment_pair_arrays(pairs, episodes)
     assert obs.shape == (2, 2, 4, 5)
     assert act.shape == (2, 2, 4, 2)

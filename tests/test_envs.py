@@ -9,15 +9,24 @@ import numpy as np
 import pytest
 
 from robopref.envs import (
+    BatchedExpert,
     ExpertConfig,
     MetaWorldConfig,
     MetaWorldEnv,
     NoisyExpert,
-    make_vector_env,
     metaworld_task_names,
 )
+from robopref.envs.metaworld_task import MetaWorldTask
 from robopref.errors import ConfigError, NonFiniteError
-from robopref.rollout import ExpertPolicy, collect_episodes
+from robopref.rollout import collect_episodes
+
+
+def make_vector_env(config: MetaWorldConfig, num_envs: int, asynchronous: bool = False):
+    return MetaWorldTask(config).make_vector_env(num_envs, asynchronous=asynchronous)
+
+
+def ExpertPolicy(task: str, config: ExpertConfig, num_envs: int) -> BatchedExpert:  # noqa: N802
+    return BatchedExpert(task, config, num_envs)
 
 warnings.filterwarnings("ignore", module=r"metaworld\..*")
 
@@ -106,14 +115,14 @@ def test_expert_quality_knob_orders_success():
     cfg = MetaWorldConfig("reach-v3", max_episode_steps=100)
     vec = make_vector_env(cfg, 1, asynchronous=False)
     try:
+        starts = [[0, i] for i in range(4)]
         good = collect_episodes(
-            vec, ExpertPolicy("reach-v3", ExpertConfig(action_noise=0.0), 1), list(range(4)),
+            vec, ExpertPolicy("reach-v3", ExpertConfig(action_noise=0.0), 1), starts,
             "reach-v3", 100, progress=False,
         )
         bad_cfg = ExpertConfig(action_noise=0.0, mistarget_prob=1.0, mistarget_offset=0.3)
         bad = collect_episodes(
-            vec, ExpertPolicy("reach-v3", bad_cfg, 1), list(range(4)), "reach-v3", 100,
-            progress=False,
+            vec, ExpertPolicy("reach-v3", bad_cfg, 1), starts, "reach-v3", 100, progress=False,
         )
     finally:
         vec.close()
@@ -142,13 +151,15 @@ def test_vector_env_sets_goals_per_worker(asynchronous):
     vec = make_vector_env(cfg, 2, asynchronous=asynchronous)
     try:
         assert isinstance(vec, gym.vector.VectorEnv)
-        vec.set_attr("next_goal_index", [3, 11])
+        vec.set_attr("next_variation", [[0, 3], [2, 11]])
         obs, info = vec.reset()
         assert list(info["goal_index"]) == [3, 11]
         assert not np.array_equal(obs[0], obs[1])
         single = MetaWorldEnv(cfg)
-        expected, _ = single.reset(options={"goal_index": 11})
+        expected, _ = single.reset(options={"variation": [2, 11]})
         np.testing.assert_allclose(obs[1], expected)
+        other_set, _ = single.reset(options={"goal_index": 11})  # goal 11 of goal set 0
+        assert not np.allclose(other_set, expected)
     finally:
         vec.close()
 
@@ -158,11 +169,31 @@ def test_collect_episodes_records_every_requested_goal():
     vec = make_vector_env(cfg, 2, asynchronous=False)
     try:
         episodes = collect_episodes(
-            vec, ExpertPolicy("reach-v3", ExpertConfig(), 2), [1, 2, 3], "reach-v3", 10,
-            progress=False,
+            vec, ExpertPolicy("reach-v3", ExpertConfig(), 2), [[0, 1], [0, 2], [3, 3]],
+            "reach-v3", 10, progress=False,
         )
     finally:
         vec.close()
-    assert [e.meta["goal_index"] for e in episodes] == [1, 2, 3]
+    assert [e.meta["variation"] for e in episodes] == [[0, 1], [0, 2], [3, 3]]
     assert all(len(e) == 10 and e.obs_dim == 39 and e.act_dim == 4 for e in episodes)
     assert all(np.isfinite(e.rewards).all() for e in episodes)
+
+
+def test_metaworld_splits_are_disjoint_and_the_test_split_has_100_variations():
+    task = MetaWorldTask(MetaWorldConfig("push-v3"))
+    splits = {s: {tuple(v) for v in task.variations(s)} for s in ("train", "validation", "test")}
+    assert len(splits["test"]) == 100 and len(splits["train"]) == 50
+    assert not splits["train"] & splits["test"] and not splits["validation"] & splits["test"]
+    assert task.first("test", 100) == [list(v) for v in sorted(splits["test"])]
+    with pytest.raises(ConfigError, match="share"):
+        MetaWorldConfig("push-v3", train_goal_sets=[0, 2], test_goal_sets=[2, 3])
+
+
+def test_peel_test_scenes_are_disjoint_from_recorder_and_demo_seeds():
+    from robopref.envs.peel_task import PeelTaskConfig, PeelV0Task
+
+    task = PeelV0Task(PeelTaskConfig())
+    train, test = task.variations("train"), task.variations("test")
+    assert range(0, 10_000)[-1] in train and not set(range(0, 10_000)) & set(test[:10_000])
+    assert test[0] > train[-1] and task.variations("validation")[0] > train[-1]
+    assert task.action_units == "m, rad per tick" and np.all(task.action_high < 0.1)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_episodes
+from conftest import FakeRewardBase, make_episodes
 
 from robopref.errors import ConfigError
 from robopref.loop import LoopConfig, select_by_learned_return
-from robopref.rewards import RewardModel
 
 
-class FirstObsReward(RewardModel):
+class FirstObsReward(FakeRewardBase):
     """Reward = first observation coordinate: known returns for selection tests."""
 
     obs_dim, act_dim = 5, 2
@@ -58,28 +57,15 @@ def test_loop_config_validation(kwargs):
 
 
 @pytest.mark.parametrize("per_goal", [1, 3, 4])
-def test_rollouts_come_in_groups_sharing_a_goal(monkeypatch, per_goal):
-    import robopref.loop as loop_module
-    from robopref.loop import PreferenceLoop
+def test_draws_come_in_groups_sharing_a_variation(per_goal):
+    from robopref.envs.metaworld import MetaWorldConfig
+    from robopref.envs.metaworld_task import MetaWorldTask
 
-    seen = {}
-
-    def fake_collect(vec_env, policy, goals, task, max_steps, source, progress):
-        seen["goals"] = goals
-        return []
-
-    monkeypatch.setattr(loop_module, "collect_episodes", fake_collect)
-    loop = object.__new__(PreferenceLoop)
-    loop.config = LoopConfig(save_datasets=False)
-    loop.rng = np.random.default_rng(0)
-    loop.vec_env, loop.task, loop.max_steps, loop.progress = None, "t", 5, False
-    loop.rollout(None, 10, "rollouts", per_goal)
-    goals = seen["goals"]
-    assert len(goals) == 10 and all(0 <= g < 50 for g in goals)
-    groups = [goals[i : i + per_goal] for i in range(0, 10, per_goal)]
-    assert all(len(set(group)) == 1 for group in groups)
-    if per_goal == 1:  # the ungrouped draw is unchanged (same goals as before grouping)
-        assert goals == np.random.default_rng(0).integers(0, 50, size=10).tolist()
+    task = MetaWorldTask(MetaWorldConfig())
+    draws = task.draw("train", 10, np.random.default_rng(0), per_goal)
+    assert len(draws) == 10 and all(d in task.variations("train") for d in draws)
+    groups = [draws[i : i + per_goal] for i in range(0, 10, per_goal)]
+    assert all(all(v == group[0] for v in group) for group in groups)
 
 
 def test_loop_config_rejects_zero_rollouts_per_goal():

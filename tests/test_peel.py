@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from robopref.envs import ENVS, PeelConfig, PeelEnv, PeelExpert, PeelExpertConfig, PeelTask
+from robopref.envs import TASKS, PeelConfig, PeelEnv, PeelExpert, PeelExpertConfig, PeelTask
 from robopref.envs.peel import ENV_STATE_DIM, GYM_ID, N_LANES, OBS_DIM, register_gym_envs
 from robopref.errors import ConfigError, NonFiniteError
 from robopref.hardware.safety import SafeArm, SafetyConfig
@@ -71,9 +71,13 @@ def test_bad_expert_config():
 
 
 def test_registered_in_envs_registry_and_gymnasium():
-    config_cls, factory = ENVS["peel"]
-    assert config_cls is PeelConfig
-    assert isinstance(factory(PeelConfig(episode_steps=3), seed=1), PeelEnv)
+    config_cls, task_cls = TASKS["peel"]
+    task = task_cls(config_cls(peel={"episode_steps": 3}))
+    env = task.make_env(seed=1)
+    assert isinstance(env.unwrapped, PeelEnv) and isinstance(env.unwrapped.arm, SafeArm)
+    first, _ = env.reset(options={"variation": task.first("test", 1)[0]})
+    again, _ = env.reset(options={"variation": task.first("test", 1)[0]})
+    np.testing.assert_array_equal(first, again)  # a variation names one scene
     register_gym_envs()
     register_gym_envs()  # idempotent
     env = gym.make(GYM_ID, config=PeelConfig(episode_steps=3))

@@ -17,7 +17,12 @@ from robopref.policies import (
     average_policies,
     train_bc,
 )
-from robopref.training import Trainer, TrainerConfig, load_checkpoint, load_state_dict_checked
+from robopref.training import (
+    Trainer,
+    TrainerConfig,
+    load_model,
+    load_state_dict_checked,
+)
 
 W = np.array([[0.5, -0.3], [0.2, 0.4], [-0.4, 0.1]], np.float32)  # (obs_dim 3, act_dim 2)
 
@@ -111,10 +116,10 @@ def test_gaussian_head_trains():
     obs = torch.as_tensor(np.concatenate([d.observations for d in demos]))
     act = torch.as_tensor(np.concatenate([d.actions for d in demos]))
     policy.set_normalizer(obs.numpy())
-    nll_before = policy.action_nll(obs, act).mean().item()
+    nll_before = policy.imitation_loss(obs, act).mean().item()
     train_bc(policy, demos, trainer(400))
     with torch.no_grad():
-        nll_after = policy.action_nll(obs, act).mean().item()
+        nll_after = policy.imitation_loss(obs, act).mean().item()
     assert nll_after < nll_before - 1.0
     assert mse(policy, demos) < 0.01
     assert (policy.log_std.detach() < log_std_before).all()  # learned to be more certain
@@ -124,7 +129,7 @@ def test_bc_loss_weights():
     policy = make_policy()
     obs = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
     act = torch.zeros(6, 2)
-    per_sample = policy.action_nll(obs, act).detach()
+    per_sample = policy.imitation_loss(obs, act).detach()
     weight = torch.tensor([1.0, 0.0, 2.0, 0.0, 0.0, 1.0])
     loss, _ = policy.bc_loss(policy, {"obs": obs, "act": act, "weight": weight})
     expected = (per_sample * weight).sum() / weight.sum()
@@ -149,11 +154,11 @@ def test_save_load_round_trip_gives_identical_actions(tmp_path):
 
 
 def test_load_into_policy_of_another_obs_dim_raises(tmp_path):
-    path = tmp_path / "policy.pt"
+    path = tmp_path / "policy"
     make_policy(obs_dim=3).save(path)
     other = make_policy(obs_dim=4)
     with pytest.raises(CheckpointError, match="another shape") as info:
-        load_state_dict_checked(other, load_checkpoint(path)["model"], path)
+        load_state_dict_checked(other, load_model(path, "bc")[1], path)
     assert "\n" not in str(info.value)
 
 
@@ -245,7 +250,7 @@ def test_normalised_loss_is_squared_error_in_units_of_the_action_scale():
     obs = torch.zeros(1, 3)
     target = policy(obs) + torch.tensor([[0.03, 1.0]])
     expected = (0.03 / 0.01) ** 2 + (1.0 / 2.0) ** 2
-    assert policy.action_nll(obs, target).item() == pytest.approx(expected, rel=1e-4)
+    assert policy.imitation_loss(obs, target).item() == pytest.approx(expected, rel=1e-4)
 
 
 def test_action_scale_is_the_demo_std_and_survives_save_and_load(tmp_path):
@@ -296,7 +301,7 @@ def test_average_policies_is_the_parameter_mean_and_leaves_inputs_alone():
 
 def test_average_policies_refuses_other_shapes_and_other_bases():
     a, b = make_policy(seed=0), BCPolicy(3, 2, BCConfig(hidden_sizes=[16]))
-    with pytest.raises(ConfigError, match="different shapes"):
+    with pytest.raises(ConfigError, match="different types or shapes"):
         average_policies([a, b])
     c = make_policy(seed=2)
     c.obs_mean.fill_(3.0)

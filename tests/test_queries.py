@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_episode, make_episodes
+from conftest import FakeRewardBase, eid, make_episode, make_episodes, named
 
 from robopref.data import Episode, Segment
 from robopref.preferences import (
@@ -15,12 +15,11 @@ from robopref.preferences import (
     sample_pairs,
     sample_segments,
 )
-from robopref.rewards import RewardModel
 
 SEG_LEN = 4
 
 
-class FakeRewardModel(RewardModel):
+class FakeRewardModel(FakeRewardBase):
     """Member ``m``'s reward at a step is observation feature ``m`` (obs_dim == members)."""
 
     def __init__(self, members: int):
@@ -56,8 +55,8 @@ def pairs_with_logits(logits) -> tuple[list[tuple[Segment, Segment]], list[Episo
             episodes.append(
                 Episode(obs, np.zeros((SEG_LEN, 1)), np.zeros(SEG_LEN), np.zeros(SEG_LEN, bool))
             )
-        pairs.append((Segment(2 * i, 0, SEG_LEN), Segment(2 * i + 1, 0, SEG_LEN)))
-    return pairs, episodes
+        pairs.append((Segment(eid(2 * i), 0, SEG_LEN), Segment(eid(2 * i + 1), 0, SEG_LEN)))
+    return pairs, named(*episodes)
 
 
 def _sigmoid(x):
@@ -203,19 +202,20 @@ def test_scored_selectors_do_not_fit_the_model():
 
 
 def test_sample_segments_respect_length_and_bounds():
-    eps = [make_episode(T, seed=T) for T in (5, 12, 20, 9)]
+    eps = named(*[make_episode(T, seed=T) for T in (5, 12, 20, 9)])
     segs = sample_segments(eps, 8, 300, np.random.default_rng(0))
     assert len(segs) == 300
+    by_id = {e.id: e for e in eps}
     for seg in segs:
         assert len(seg) == 8
-        assert seg.start >= 0 and seg.end <= len(eps[seg.episode_index])
-        assert isinstance(seg.episode_index, int) and isinstance(seg.start, int)
+        assert seg.start >= 0 and seg.end <= len(by_id[seg.episode_id])
+        assert isinstance(seg.episode_id, str) and isinstance(seg.start, int)
     # The 5-step episode is never drawn; the others all are.
-    assert {s.episode_index for s in segs} == {1, 2, 3}
+    assert {s.episode_id for s in segs} == {eid(1), eid(2), eid(3)}
 
 
 def test_sample_segments_start_steps_cover_the_whole_range():
-    eps = [make_episode(10)]
+    eps = named(make_episode(10))
     starts = {s.start for s in sample_segments(eps, 4, 400, np.random.default_rng(0))}
     assert starts == set(range(0, 7))
     full = sample_segments(eps, 10, 5, np.random.default_rng(0))
@@ -224,8 +224,8 @@ def test_sample_segments_start_steps_cover_the_whole_range():
 
 def test_sample_segments_episode_indices_restrict_the_pool():
     eps = make_episodes(5, T=10)
-    segs = sample_segments(eps, 3, 100, np.random.default_rng(0), episode_indices=[1, 3])
-    assert {s.episode_index for s in segs} == {1, 3}
+    segs = sample_segments(eps, 3, 100, np.random.default_rng(0), episode_ids=[eid(1), eid(3)])
+    assert {s.episode_id for s in segs} == {eid(1), eid(3)}
 
 
 def test_sample_segments_is_seeded():
@@ -236,23 +236,23 @@ def test_sample_segments_is_seeded():
 
 
 def test_sample_segments_raise_when_no_episode_is_long_enough():
-    eps = [make_episode(5), make_episode(7, seed=1), make_episode(30, seed=2)]
+    eps = named(make_episode(5), make_episode(7, seed=1), make_episode(30, seed=2))
     with pytest.raises(ValueError, match=">= 31 steps"):
         sample_segments(eps, 31, 4, np.random.default_rng(0))
     with pytest.raises(ValueError, match="no episode"):
-        sample_segments(eps, 10, 4, np.random.default_rng(0), episode_indices=[0, 1])
+        sample_segments(eps, 10, 4, np.random.default_rng(0), episode_ids=[eid(0), eid(1)])
     with pytest.raises(ValueError, match="no episode"):
         sample_pairs(eps, 31, 4, np.random.default_rng(0))
 
 
 def test_sample_pairs_respect_length():
-    eps = [make_episode(T, seed=T) for T in (6, 15, 25)]
+    eps = named(*[make_episode(T, seed=T) for T in (6, 15, 25)])
     pairs = sample_pairs(eps, 10, 40, np.random.default_rng(0))
     assert len(pairs) == 40
     for a, b in pairs:
         assert len(a) == len(b) == 10
         for seg in (a, b):
-            assert seg.episode_index in (1, 2)
-            assert seg.end <= len(eps[seg.episode_index])
+            assert seg.episode_id in (eid(1), eid(2))
+            assert seg.end <= len(eps[int(seg.episode_id.split(":")[1])])
     # Segments are drawn independently: not every pair repeats its first segment.
     assert any(a != b for a, b in pairs)

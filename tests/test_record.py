@@ -17,19 +17,13 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from robopref.data import load_episodes
+from robopref.data.durable_writer import DurableEpisodeWriter
 from robopref.errors import ConfigError, DatasetError
+from robopref.geometry import compose_delta, pose_delta
 from robopref.hardware.fake.arm import FakeArmConfig, FakeForceArm
 from robopref.hardware.safety import SafeArm, SafetyConfig
 from robopref.hardware.teleop import ScriptedConfig, ScriptedTeleop
-from robopref.record import (
-    DurableEpisodeWriter,
-    LoopTimer,
-    Recorder,
-    RecorderConfig,
-    compose_delta,
-    format_summary,
-    pose_delta,
-)
+from robopref.recording import LoopTimer, Recorder, RecorderConfig, format_summary
 
 REPO = "test/recording"
 STEP = np.array([0.002, -0.001, 0.0005, 0.0, 0.0, 0.01])  # m and rad per tick
@@ -233,7 +227,7 @@ def test_a_policy_drives_and_the_person_takes_over_while_intervening(tmp_path):
 def test_intended_actions_are_recorded_and_load_as_labels(tmp_path):
     """A scripted operator with execution noise: ``action`` holds what was sent (noisy),
     ``action.intended`` what was meant, also on ticks a policy drove (DAgger labels)."""
-    from robopref.record import load_policy_episodes
+    from robopref.data import load_episodes
 
     root = tmp_path / "ds"
     config = RecorderConfig(
@@ -249,15 +243,15 @@ def test_intended_actions_are_recorded_and_load_as_labels(tmp_path):
     ds = lerobot_dataset(root)
     assert ds.features["action.intended"]["shape"] == (6,)
     sent = load_episodes(root)[0].actions
-    intended = load_policy_episodes(root, action_key="action.intended")[0].actions
+    intended = load_episodes(root, action_key="action.intended")[0].actions
     assert len(sent) == len(intended) == 11
     np.testing.assert_allclose(intended, np.tile(STEP, (11, 1)), atol=1e-7)
     person = np.arange(11) < 6
     assert not np.allclose(sent[person], STEP, atol=1e-4)  # the person's noisy commands
     np.testing.assert_allclose(sent[person], np.tile(STEP, (6, 1)), atol=5 * 0.0005)
     np.testing.assert_allclose(sent[~person], np.tile(-STEP, (5, 1)), atol=1e-6)  # policy drove
-    with pytest.raises(ConfigError, match="action.missing"):
-        load_policy_episodes(root, action_key="action.missing")
+    with pytest.raises(DatasetError, match="action.missing"):
+        load_episodes(root, action_key="action.missing")
 
 
 def test_devices_without_intended_actions_record_no_such_feature(tmp_path):
@@ -434,7 +428,7 @@ def test_writer_refuses_to_overwrite_and_to_resume_other_features(tmp_path):
 def test_a_save_killed_before_the_swap_leaves_the_dataset_untouched(tmp_path, monkeypatch):
     """The live folder is never written in place: a failure anywhere before the atomic swap
     (here: the swap itself) leaves every file of the previous version byte-identical."""
-    import robopref.record as record
+    import robopref.data.durable_writer as durable_writer
 
     root = tmp_path / "ds"
     writer = DurableEpisodeWriter(root, REPO, 10, FEATURES)
@@ -445,7 +439,7 @@ def test_a_save_killed_before_the_swap_leaves_the_dataset_untouched(tmp_path, mo
     def crash(a, b):
         raise OSError("killed")
 
-    monkeypatch.setattr(record, "_exchange", crash)
+    monkeypatch.setattr(durable_writer, "_exchange", crash)
     with pytest.raises(OSError, match="killed"):
         writer.save_episode(frames(5, 3.0), "t", {"i": 2})
     after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
@@ -465,12 +459,12 @@ def test_without_an_atomic_exchange_two_renames_swap_and_an_interrupted_one_is_f
 ):
     import errno
 
-    import robopref.record as record
+    import robopref.data.durable_writer as durable_writer
 
     def unsupported(a, b):
         raise OSError(errno.EINVAL, "RENAME_EXCHANGE not supported")
 
-    monkeypatch.setattr(record, "_exchange", unsupported)
+    monkeypatch.setattr(durable_writer, "_exchange", unsupported)
     root = tmp_path / "ds"
     writer = DurableEpisodeWriter(root, REPO, 10, FEATURES)
     for i in range(2):
@@ -486,8 +480,8 @@ def test_without_an_atomic_exchange_two_renames_swap_and_an_interrupted_one_is_f
         if ".previous-" in str(dst):
             raise KeyboardInterrupt  # stands in for the kill: nothing after it runs
 
-    monkeypatch.setattr(record.os, "rename", killed_after_first_rename)
-    monkeypatch.setattr(record.shutil, "rmtree", lambda *a, **k: None)  # no cleanup either
+    monkeypatch.setattr(durable_writer.os, "rename", killed_after_first_rename)
+    monkeypatch.setattr(durable_writer.shutil, "rmtree", lambda *a, **k: None)  # no cleanup either
     with pytest.raises(KeyboardInterrupt):
         writer.save_episode(frames(5, 2.0), "t", {"i": 2})
     assert not root.exists()
@@ -506,7 +500,7 @@ CHILD = textwrap.dedent(
     import numpy as np
     from robopref.hardware.fake.arm import FakeArmConfig, FakeForceArm
     from robopref.hardware.teleop import ScriptedConfig, ScriptedTeleop
-    from robopref.record import Recorder, RecorderConfig
+    from robopref.recording import Recorder, RecorderConfig
 
     root, mode = sys.argv[1], sys.argv[2]
     if mode == "mid_episode":

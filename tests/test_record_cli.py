@@ -86,7 +86,7 @@ def test_every_record_option_composes_and_builds_its_config():
     from omegaconf import OmegaConf
 
     from robopref.cli import _config_groups
-    from robopref.hardware import ARMS, SENSORS, TELEOPS, build_config
+    from robopref.hardware import ARMS, SENSORS, TELEOPS
 
     registries = {"hardware": ARMS, "sensor": SENSORS, "teleop": TELEOPS}
     # Keys the CLI reads itself before handing the rest to the device's config class.
@@ -102,9 +102,8 @@ def test_every_record_option_composes_and_builds_its_config():
             assert values["name"] == option
             if option == "none":
                 continue
-            kind = {"hardware": "arm"}.get(group, group)
             options = {k: v for k, v in values.items() if k not in cli_keys}
-            config = build_config(registry, kind, option, options)
+            config = registry.config(option, options, group)
             if group == "hardware":
                 assert config.control_hz == cfg["record"]["fps"]  # the arm runs at record.fps
 
@@ -196,9 +195,9 @@ def record_peel_and_train_bc(root: Path, eval_seeds: range, capsys) -> tuple[dic
     train BC on the intended actions (PeelEnv's observation layout), and evaluate it in
     PeelEnv; returns the recording summary, the BC success rate and the removed fraction per
     evaluation episode."""
+    from robopref.data import load_episodes
     from robopref.envs.peel import OBS_DIM, PeelConfig, PeelEnv
     from robopref.policies import BCConfig, BCPolicy, train_bc
-    from robopref.record import load_policy_episodes
     from robopref.training import Trainer, TrainerConfig
 
     robopref_in_process(
@@ -217,7 +216,7 @@ def record_peel_and_train_bc(root: Path, eval_seeds: range, capsys) -> tuple[dic
     summary, _ = session(root)
     assert summary["episodes_saved"] == 10
 
-    episodes = load_policy_episodes(root)
+    episodes = load_episodes(root)
     assert len(episodes) == 10 and all(len(e) == 399 for e in episodes)  # 400 ticks, 1 saves
     assert episodes[0].observations.shape[1] == OBS_DIM  # PeelEnv's observation layout
     assert episodes[0].wrenches.shape == (399, 6)
@@ -238,7 +237,7 @@ def record_peel_and_train_bc(root: Path, eval_seeds: range, capsys) -> tuple[dic
     assert info["success"] == first.meta["metrics"]["success"]
 
     # Noise was executed, so the sent actions differ from the intended labels BC learns.
-    labelled = load_policy_episodes(root, action_key="action.intended")
+    labelled = load_episodes(root, action_key="action.intended")
     pairs = zip(episodes, labelled, strict=True)
     noise = np.concatenate([sent.actions - meant.actions for sent, meant in pairs])
     assert 0.0005 < noise[:, :3].std() < 0.002

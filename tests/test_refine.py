@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import FakeRewardBase
 
 from robopref.data import Episode
 from robopref.errors import ConfigError
@@ -19,7 +20,6 @@ from robopref.refine import (
     goal_baseline,
     reward_to_go,
 )
-from robopref.rewards import RewardModel
 from robopref.training import Trainer, TrainerConfig
 
 # --------------------------------------------------------------------------- exp_weights
@@ -123,7 +123,7 @@ def test_rwr_goal_baseline_upweights_the_best_episode_of_a_hard_goal():
     T = 4
     returns = {0: [10.0, 11.0, 9.0], 1: [0.0, 1.0, -1.0]}
 
-    class ReturnByEpisode(RewardModel):
+    class ReturnByEpisode(FakeRewardBase):
         obs_dim, act_dim = 1, 1
 
         def member_rewards(self, obs, act):
@@ -175,7 +175,7 @@ def test_rwr_goal_baseline_upweights_the_best_episode_of_a_hard_goal():
 # --------------------------------------------------------------------------- refinement
 
 
-class ActionRewardModel(RewardModel):
+class ActionRewardModel(FakeRewardBase):
     """Reward ``sign * a_t`` for 1-D actions: positive actions are good (``sign = 1``)."""
 
     obs_dim, act_dim = 1, 1

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import linear_reward, make_episodes
+from conftest import FakeRewardBase, eid, linear_reward, make_episodes
 from torch import nn
 
 from robopref.data import Label, Preference, Segment, segment_pair_arrays
@@ -319,17 +319,19 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_load_of_a_non_reward_checkpoint_raises(tmp_path):
-    from robopref.training import save_checkpoint
+    from robopref.policies import BCConfig, BCPolicy
 
-    path = save_checkpoint(tmp_path / "x.pt", {"kind": "bc_policy"})
-    with pytest.raises(RobopError, match="not a reward ensemble"):
+    path = BCPolicy(3, 2, BCConfig(hidden_sizes=[4])).save(tmp_path / "policy")
+    with pytest.raises(RobopError, match="not a 'bt_ensemble'"):
         BTEnsemble.load(path, trainer())
+    with pytest.raises(RobopError, match="not a model checkpoint"):
+        BTEnsemble.load(tmp_path / "missing", trainer())
 
 
 # --------------------------------------------------------------------------- metrics
 
 
-class LinearRewardModel(RewardModel):
+class LinearRewardModel(FakeRewardBase):
     """Exact reward ``sign * obs @ w`` (one member)."""
 
     obs_dim, act_dim = OBS_DIM, ACT_DIM
@@ -353,7 +355,7 @@ def test_preference_accuracy_of_perfect_and_reversed_models():
 
 def test_preference_accuracy_leaves_out_ties():
     eps = make_episodes(2, T=10, obs_dim=OBS_DIM, act_dim=ACT_DIM, reward_fn=linear_reward(TRUE_W))
-    tie = (Segment(0, 0, 5), Segment(0, 0, 5))
+    tie = (Segment(eid(0), 0, 5), Segment(eid(0), 0, 5))
     assert math.isnan(preference_accuracy(LinearRewardModel(), [tie], eps))
-    decided = (Segment(0, 0, 5), Segment(1, 0, 5))
+    decided = (Segment(eid(0), 0, 5), Segment(eid(1), 0, 5))
     assert preference_accuracy(LinearRewardModel(), [tie, decided], eps) == 1.0

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
-from conftest import make_episode
+from conftest import eid, make_episode, named
 
 from robopref.data import Episode, Label, Preference, Segment
 from robopref.errors import ConfigError
@@ -54,14 +55,14 @@ def test_oracle_judge(ra, rb, expected):
 
 
 def test_oracle_label_prefers_higher_true_return():
-    eps = [
+    eps = named(
         _episode_with_rewards([1.0, 2.0, 3.0, 4.0]),  # segments [0,2) = 3, [2,4) = 7
         _episode_with_rewards([5.0, 2.0, 0.0, 0.0]),  # segments [0,2) = 7, [2,4) = 0
-    ]
+    )
     pairs = [
-        (Segment(0, 0, 2), Segment(0, 2, 4)),
-        (Segment(0, 2, 4), Segment(1, 2, 4)),
-        (Segment(0, 2, 4), Segment(1, 0, 2)),
+        (Segment(eid(0), 0, 2), Segment(eid(0), 2, 4)),
+        (Segment(eid(0), 2, 4), Segment(eid(1), 2, 4)),
+        (Segment(eid(0), 2, 4), Segment(eid(1), 0, 2)),
     ]
     prefs = ScriptedTeacher().label(pairs, eps)
     assert [p.label for p in prefs] == [Label.SECOND, Label.FIRST, Label.EQUAL]
@@ -93,8 +94,8 @@ def test_myopic_segment_return_is_hand_computed_discounted_sum():
 
 
 def test_myopic_teacher_favours_late_reward():
-    eps = [_episode_with_rewards([10.0, 0.0, 0.0, 0.0]), _episode_with_rewards([0, 0, 0, 8.0])]
-    pair = [(Segment(0, 0, 4), Segment(1, 0, 4))]
+    eps = named(_episode_with_rewards([10.0, 0.0, 0.0, 0.0]), _episode_with_rewards([0, 0, 0, 8.0]))
+    pair = [(Segment(eid(0), 0, 4), Segment(eid(1), 0, 4))]
     # Undiscounted 10 vs 8; discounted 0.5^3 * 10 = 1.25 vs 8.
     assert ScriptedTeacher().label(pair, eps)[0].label is Label.FIRST
     assert ScriptedTeacher(TeacherConfig(gamma=0.5)).label(pair, eps)[0].label is Label.SECOND
@@ -127,8 +128,11 @@ def test_skip_comes_before_equal():
 
 
 def test_skip_label_returns_none_entries():
-    eps = [_episode_with_rewards([1.0, 1.0, 10.0, 10.0])]
-    pairs = [(Segment(0, 0, 1), Segment(0, 1, 2)), (Segment(0, 0, 2), Segment(0, 2, 4))]
+    eps = named(_episode_with_rewards([1.0, 1.0, 10.0, 10.0]))
+    pairs = [
+        (Segment(eid(0), 0, 1), Segment(eid(0), 1, 2)),
+        (Segment(eid(0), 0, 2), Segment(eid(0), 2, 4)),
+    ]
     out = ScriptedTeacher(TeacherConfig(skip_threshold=5.0)).label(pairs, eps)
     assert out[0] is None
     assert out[1].label is Label.SECOND
@@ -207,9 +211,9 @@ def test_mistakes_never_touch_equal_answers():
 def test_label_with_nan_rewards_raises():
     nan_ep = _episode_with_rewards([np.nan] * 4)
     good_ep = _episode_with_rewards([1.0] * 4)
-    pairs = [(Segment(1, 0, 2), Segment(0, 0, 2))]
+    pairs = [(Segment(eid(1), 0, 2), Segment(eid(0), 0, 2))]
     with pytest.raises(ValueError, match="ground-truth rewards"):
-        ScriptedTeacher().label(pairs, [nan_ep, good_ep])
+        ScriptedTeacher().label(pairs, named(nan_ep, good_ep))
 
 
 @pytest.mark.parametrize(
@@ -236,7 +240,7 @@ def test_teacher_config_accepts_boundaries():
 
 
 def test_teacher_is_registered():
-    assert PREFERENCE_SOURCES["scripted_teacher"] == (TeacherConfig, ScriptedTeacher)
+    assert PREFERENCE_SOURCES.lookup("scripted_teacher") == (TeacherConfig, ScriptedTeacher)
     assert set(TEACHER_PRESETS) == {"oracle", "stochastic", "myopic", "skip", "equal", "mistake"}
 
 
@@ -256,10 +260,12 @@ class PreferenceSourceContract:
     @pytest.fixture
     def query_episodes(self) -> list[Episode]:
         # Meta-World-like scale: per-step reward in [0, 10].
-        return [
-            make_episode(60, obs_dim=3, act_dim=2, seed=s, reward_fn=_uniform_reward(s))
-            for s in range(6)
-        ]
+        return named(
+            *[
+                make_episode(60, obs_dim=3, act_dim=2, seed=s, reward_fn=_uniform_reward(s))
+                for s in range(6)
+            ]
+        )
 
     @pytest.fixture
     def queries(self, query_episodes):
@@ -287,9 +293,8 @@ class PreferenceSourceContract:
                 continue
             assert isinstance(entry, Preference)
             assert entry.first == a and entry.second == b
-            assert isinstance(entry.label, Label)
-            assert entry.label in set(Label)
-            assert 0.0 <= entry.confidence <= 1.0
+            assert 0.0 <= entry.target <= 1.0 and entry.weight >= 0
+            assert entry.label is None or entry.label in set(Label)
             assert entry.source == source.name
 
     def test_empty_query_list(self, make_source, query_episodes):
@@ -313,18 +318,24 @@ def _uniform_reward(seed):
 class TestScriptedTeacherPresets(PreferenceSourceContract):
     @pytest.fixture(params=sorted(TEACHER_PRESETS))
     def make_source(self, request):
-        config = TEACHER_PRESETS[request.param]
+        # Meta-World's reward unit: presets are in multiples of the task's reward_scale.
+        config = dataclasses.replace(TEACHER_PRESETS[request.param], reward_scale=10.0)
         return lambda: ScriptedTeacher(config)
 
 
 def test_presets_behave_differently_on_the_contract_queries():
     """The presets are not all the oracle in disguise: skip skips, equal says EQUAL."""
-    eps = [
-        make_episode(60, obs_dim=3, act_dim=2, seed=s, reward_fn=_uniform_reward(s))
-        for s in range(6)
-    ]
+    eps = named(
+        *[
+            make_episode(60, obs_dim=3, act_dim=2, seed=s, reward_fn=_uniform_reward(s))
+            for s in range(6)
+        ]
+    )
     pairs = sample_pairs(eps, 10, 200, np.random.default_rng(1))
-    out = {name: ScriptedTeacher(cfg).label(pairs, eps) for name, cfg in TEACHER_PRESETS.items()}
+    out = {
+        name: ScriptedTeacher(dataclasses.replace(cfg, reward_scale=10.0)).label(pairs, eps)
+        for name, cfg in TEACHER_PRESETS.items()
+    }
     assert all(p is not None for p in out["oracle"])
     assert any(p is None for p in out["skip"])
     assert any(p is not None and p.label is Label.EQUAL for p in out["equal"])

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import struct
 import termios
 import threading
-import time
 import tty
 
 import numpy as np
 
+from robopref.hardware.fake.paced import PacedServer
 from robopref.hardware.ft300 import (
     DEFAULT_SLAVE,
     STREAM_REGISTER,
@@ -35,7 +34,7 @@ from robopref.hardware.ft300 import (
 _STOP_RUN = 8  # consecutive 0xFF bytes the fake takes as "stop streaming"
 
 
-class FakeFT300:
+class FakeFT300(PacedServer):
     """A stream-mode FT 300 on a pty until ``close()``.
 
     Args:
@@ -72,15 +71,9 @@ class FakeFT300:
         self._corrupt = 0
         self._inbox = bytearray()
         self._ff_run = 0
-        self._closing = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="fake-ft300", daemon=True)
-        self._thread.start()
+        self._start("fake-ft300")
 
     # ---------------------------------------------------------------- hooks
-    @property
-    def streaming(self) -> bool:
-        return self._streaming
-
     def set_wrench(self, wrench) -> None:
         """The load ``(6,)`` (N, N*m) encoded into the next frames."""
         with self._lock:
@@ -102,22 +95,10 @@ class FakeFT300:
             self._garbage.clear()
             self._corrupt = 0
 
-    def pause(self, paused: bool = True) -> None:
-        """Stop or resume sending frames without leaving stream mode."""
-        self.paused = paused
-
     # ------------------------------------------------------------ lifecycle
-    def close(self) -> None:
-        self._closing.set()
-        self._thread.join()
+    def _release(self) -> None:
         os.close(self._master)
         os.close(self._slave)
-
-    def __enter__(self) -> FakeFT300:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # ------------------------------------------------------------- protocol
     def _send(self, data: bytes) -> None:
@@ -157,28 +138,18 @@ class FakeFT300:
             self._garbage.clear()
         return out
 
-    def _serve(self) -> None:
-        next_send = time.monotonic()
-        while not self._closing.is_set():
-            active = self._streaming and not self.paused
-            timeout = max(0.0, next_send - time.monotonic()) if active else 0.05
-            readable, _, _ = select.select([self._master], [], [], timeout)
-            if readable:
-                try:
-                    data = os.read(self._master, 512)
-                except (BlockingIOError, OSError):
-                    data = b""
-                if data:
-                    self._listen(data)
-                    continue
-            now = time.monotonic()
-            if not active:
-                next_send = now
-                continue
-            if now < next_send:
-                continue
-            next_send += self.period_s
-            if next_send <= now:
-                next_send = now + self.period_s
-            self._send(self._frame())
-            self.frames_sent += 1
+    def _input(self) -> int:
+        return self._master
+
+    def _receive(self) -> bool:
+        try:
+            data = os.read(self._master, 512)
+        except (BlockingIOError, OSError):
+            data = b""
+        if data:
+            self._listen(data)
+        return bool(data)
+
+    def _emit(self) -> None:
+        self._send(self._frame())
+        self.frames_sent += 1

@@ -11,13 +11,12 @@ wrench. Hooks misbehave on purpose: drop records (sequence gaps), swap two recor
 
 from __future__ import annotations
 
-import select
 import socket
 import threading
-import time
 
 import numpy as np
 
+from robopref.hardware.fake.paced import PacedServer
 from robopref.hardware.netft import (
     CMD_SET_SOFTWARE_BIAS,
     CMD_START_BUFFERED,
@@ -31,7 +30,7 @@ from robopref.hardware.netft import (
 _INT32 = (-(1 << 31), (1 << 31) - 1)
 
 
-class FakeNetFTServer:
+class FakeNetFTServer(PacedServer):
     """An RDT server on ``host`` (127.0.0.1) and an ephemeral ``port`` until ``close()``.
 
     Args:
@@ -76,15 +75,9 @@ class FakeNetFTServer:
         self._drop = 0
         self._reorder = False
         self._held: bytes | None = None
-        self._closing = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="fake-netft", daemon=True)
-        self._thread.start()
+        self._start("fake-netft")
 
     # ---------------------------------------------------------------- hooks
-    @property
-    def streaming(self) -> bool:
-        return self._streaming
-
     @property
     def wrench(self) -> np.ndarray:
         with self._lock:
@@ -109,10 +102,6 @@ class FakeNetFTServer:
         """The status word of the next records (0 = healthy)."""
         self.status_word = int(status)
 
-    def pause(self, paused: bool = True) -> None:
-        """Stop or resume sending records without ending the stream."""
-        self.paused = paused
-
     def commands(self) -> list[int]:
         """The RDT command codes received so far (well-formed requests only)."""
         out = []
@@ -124,16 +113,8 @@ class FakeNetFTServer:
         return out
 
     # ------------------------------------------------------------ lifecycle
-    def close(self) -> None:
-        self._closing.set()
-        self._thread.join()
+    def _release(self) -> None:
         self._sock.close()
-
-    def __enter__(self) -> FakeNetFTServer:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # ------------------------------------------------------------- protocol
     def _handle(self, request: bytes, client: tuple[str, int]) -> None:
@@ -204,27 +185,13 @@ class FakeNetFTServer:
             except OSError:
                 pass  # the client went away; the real box keeps streaming into the void
 
-    def _serve(self) -> None:
-        next_send = time.monotonic()
-        while not self._closing.is_set():
-            active = self._streaming and not self.paused
-            timeout = max(0.0, next_send - time.monotonic()) if active else 0.05
-            readable, _, _ = select.select([self._sock], [], [], timeout)
-            if readable:
-                try:
-                    request, client = self._sock.recvfrom(64)
-                except OSError:
-                    continue
-                self._handle(request, client)
-                continue
-            now = time.monotonic()
-            if not active:
-                next_send = now
-                continue
-            if now < next_send:
-                continue
-            # Keep the nominal rate but never burst to catch up after a stall.
-            next_send += self.period_s
-            if next_send <= now:
-                next_send = now + self.period_s
-            self._emit()
+    def _input(self) -> socket.socket:
+        return self._sock
+
+    def _receive(self) -> bool:
+        try:
+            request, client = self._sock.recvfrom(64)
+        except OSError:
+            return True
+        self._handle(request, client)
+        return True

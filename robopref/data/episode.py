@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +25,12 @@ class Episode:
         task: task name, e.g. ``"push-v3"``.
         wrenches: optional ``(T, 6)`` float32 force/torque in the tool frame (N, N·m).
         images: optional camera name -> ``(T, H, W, 3)`` uint8 frames.
-        meta: free-form episode metadata (source, seed, goal index, policy name, ...).
+        meta: free-form episode metadata (source, seed, variation, policy name, ...).
+        dataset_id: id of the dataset the episode belongs to (the ``robopref.json`` sidecar's
+            ``dataset_id``); with ``episode_index`` it names the episode stably across
+            processes and folder moves. ``None`` until the episode is given one.
+        episode_index: the episode's index inside that dataset.
+        frame_indices: optional ``(T,)`` int64, lerobot's global frame ``index`` of each step.
     """
 
     observations: np.ndarray
@@ -35,6 +41,9 @@ class Episode:
     wrenches: np.ndarray | None = None
     images: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    dataset_id: str | None = None
+    episode_index: int | None = None
+    frame_indices: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.observations = np.asarray(self.observations, dtype=np.float32)
@@ -58,6 +67,9 @@ class Episode:
             lengths["wrenches"] = len(self.wrenches)
         for name, frames in self.images.items():
             lengths[f"images[{name}]"] = len(frames)
+        if self.frame_indices is not None:
+            self.frame_indices = np.asarray(self.frame_indices, dtype=np.int64).reshape(-1)
+            lengths["frame_indices"] = len(self.frame_indices)
         if len(set(lengths.values())) != 1:
             raise ValueError(f"episode arrays disagree on length T: {lengths}")
         if length == 0:
@@ -72,6 +84,16 @@ class Episode:
 
     def __len__(self) -> int:
         return len(self.observations)
+
+    @property
+    def id(self) -> str:
+        """Stable episode id ``"<dataset_id>:<episode_index>"``."""
+        if self.dataset_id is None or self.episode_index is None:
+            raise ValueError(
+                "this episode has no stable id yet: save it into a dataset (save_episodes) or "
+                "give it one with assign_ids"
+            )
+        return episode_id(self.dataset_id, self.episode_index)
 
     @property
     def obs_dim(self) -> int:
@@ -90,6 +112,31 @@ class Episode:
     def true_return(self) -> float:
         """Sum of ground-truth rewards (NaN when rewards are unknown)."""
         return float(self.rewards.sum())
+
+
+def episode_id(dataset_id: str, episode_index: int) -> str:
+    return f"{dataset_id}:{int(episode_index)}"
+
+
+def assign_ids(episodes: list[Episode], dataset_id: str, first_frame: int = 0) -> list[Episode]:
+    """Name ``episodes`` as episodes ``0..n-1`` of dataset ``dataset_id`` (in place), with
+    global frame indices counted from ``first_frame`` as lerobot numbers them; returns them."""
+    frame = first_frame
+    for i, episode in enumerate(episodes):
+        episode.dataset_id, episode.episode_index = dataset_id, i
+        episode.frame_indices = np.arange(frame, frame + len(episode), dtype=np.int64)
+        frame += len(episode)
+    return episodes
+
+
+def as_pool(episodes: Mapping[str, Episode] | Sequence[Episode]) -> Mapping[str, Episode]:
+    """Episodes by stable id. A sequence is indexed by each episode's ``id``."""
+    if isinstance(episodes, Mapping):
+        return episodes
+    pool = {e.id: e for e in episodes}
+    if len(pool) != len(episodes):
+        raise ValueError("two episodes share one id: give each dataset its own dataset_id")
+    return pool
 
 
 def stack_transitions(episodes: list[Episode]) -> tuple[np.ndarray, np.ndarray]:

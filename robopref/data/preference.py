@@ -1,17 +1,33 @@
-"""Segments of episodes and preferences between two segments."""
+"""Segments of episodes and (soft) preferences between two segments.
+
+A segment names its episode by stable id (``"<dataset_id>:<episode_index>"``) and a frame
+range, so a preference saved today resolves tomorrow, in another process, against the same
+dataset wherever its folder now lives.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 import numpy as np
 
-from robopref.data.episode import Episode
+from robopref.data.episode import Episode, as_pool
+from robopref.errors import DatasetError
+
+PREFERENCES_FORMAT_VERSION = 1
+
+Episodes = Mapping[str, Episode] | Sequence[Episode]
 
 
 class Label(StrEnum):
-    """Which segment of a pair is preferred. Skipped queries carry no label at all."""
+    """A discrete answer. Skipped queries carry no label at all."""
 
     FIRST = "first"
     SECOND = "second"
@@ -25,9 +41,9 @@ class Label(StrEnum):
 
 @dataclass(frozen=True)
 class Segment:
-    """Steps ``[start, end)`` of episode ``episode_index`` in some episode list."""
+    """Frames ``[start, end)`` (frame index within the episode) of episode ``episode_id``."""
 
-    episode_index: int
+    episode_id: str
     start: int
     end: int
 
@@ -38,55 +54,165 @@ class Segment:
     def __len__(self) -> int:
         return self.end - self.start
 
-    def observations(self, episodes: list[Episode]) -> np.ndarray:
+    def episode(self, episodes: Episodes) -> Episode:
+        pool = as_pool(episodes)
+        try:
+            episode = pool[self.episode_id]
+        except KeyError:
+            raise DatasetError(
+                f"segment names episode {self.episode_id}, which none of the loaded datasets "
+                "holds: load the dataset it was cut from (a dataset edited by another tool "
+                "gets a new id)"
+            ) from None
+        if self.end > len(episode):
+            raise DatasetError(
+                f"segment [{self.start}, {self.end}) runs past episode {self.episode_id} "
+                f"({len(episode)} frames): the dataset changed since the segment was cut"
+            )
+        return episode
+
+    def observations(self, episodes: Episodes) -> np.ndarray:
         """``(L, obs_dim)``"""
-        return episodes[self.episode_index].observations[self.start : self.end]
+        return self.episode(episodes).observations[self.start : self.end]
 
-    def actions(self, episodes: list[Episode]) -> np.ndarray:
+    def actions(self, episodes: Episodes) -> np.ndarray:
         """``(L, act_dim)``"""
-        return episodes[self.episode_index].actions[self.start : self.end]
+        return self.episode(episodes).actions[self.start : self.end]
 
-    def rewards(self, episodes: list[Episode]) -> np.ndarray:
+    def rewards(self, episodes: Episodes) -> np.ndarray:
         """``(L,)`` ground-truth rewards."""
-        return episodes[self.episode_index].rewards[self.start : self.end]
+        return self.episode(episodes).rewards[self.start : self.end]
+
+    def to_json(self) -> dict:
+        return {"episode_id": self.episode_id, "start": self.start, "end": self.end}
+
+    @classmethod
+    def from_json(cls, payload: dict) -> Segment:
+        return cls(str(payload["episode_id"]), int(payload["start"]), int(payload["end"]))
 
 
 @dataclass(frozen=True)
 class Preference:
-    """A judgement between two segments.
+    """A (possibly soft) judgement between two equal-length segments.
 
-    ``confidence`` in [0, 1]: 1 for a sure answer; soft sources (e.g. transferred labels)
-    report less.
+    Attributes:
+        target: probability in [0, 1] that ``first`` is preferred; first/second/equal are
+            1/0/0.5, a transferred label or several annotators' average anything between.
+            A ``Label`` is accepted too and stored as its target.
+        weight: how much the pair counts in the Bradley–Terry loss (>= 0); e.g. the number of
+            annotators who agreed, or a transfer's confidence.
+        source: who answered (``scripted_teacher``, ``people``, ``transfer``, ...).
+        annotator: which of them.
     """
 
     first: Segment
     second: Segment
-    label: Label
+    target: float
+    weight: float = 1.0
     source: str = "unknown"
     annotator: str = ""
-    confidence: float = 1.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.confidence <= 1.0:
-            raise ValueError(f"preference confidence must lie in [0, 1], got {self.confidence}")
+        if isinstance(self.target, Label):
+            object.__setattr__(self, "target", self.target.target)
+        target = float(self.target)
+        if not (math.isfinite(target) and 0.0 <= target <= 1.0):
+            raise ValueError(
+                f"preference target must be a probability in [0, 1], got {self.target}: "
+                "clip or rescale soft labels before making preferences"
+            )
+        if not (math.isfinite(self.weight) and self.weight >= 0):
+            raise ValueError(f"preference weight must be finite and >= 0, got {self.weight}")
+        object.__setattr__(self, "target", target)
+        object.__setattr__(self, "weight", float(self.weight))
         if len(self.first) != len(self.second):
             raise ValueError(
                 f"segments of a pair must have equal length, got {len(self.first)} "
                 f"and {len(self.second)}"
             )
 
+    @property
+    def label(self) -> Label | None:
+        """The discrete label this target equals, ``None`` for a soft target."""
+        return {1.0: Label.FIRST, 0.0: Label.SECOND, 0.5: Label.EQUAL}.get(self.target)
+
+    def to_json(self) -> dict:
+        return {
+            "first": self.first.to_json(),
+            "second": self.second.to_json(),
+            "target": self.target,
+            "weight": self.weight,
+            "source": self.source,
+            "annotator": self.annotator,
+        }
+
+    @classmethod
+    def from_json(cls, payload: dict) -> Preference:
+        return cls(
+            Segment.from_json(payload["first"]),
+            Segment.from_json(payload["second"]),
+            float(payload["target"]),
+            float(payload.get("weight", 1.0)),
+            str(payload.get("source", "unknown")),
+            str(payload.get("annotator", "")),
+        )
+
 
 def segment_pair_arrays(
-    pairs: list[tuple[Segment, Segment]], episodes: list[Episode]
+    pairs: list[tuple[Segment, Segment]], episodes: Episodes
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gather a batch of pairs into ``obs (B, 2, L, obs_dim)`` and ``act (B, 2, L, act_dim)``."""
-    obs = np.stack(
-        [np.stack([a.observations(episodes), b.observations(episodes)]) for a, b in pairs]
-    )
-    act = np.stack([np.stack([a.actions(episodes), b.actions(episodes)]) for a, b in pairs])
+    pool = as_pool(episodes)
+    obs = np.stack([np.stack([a.observations(pool), b.observations(pool)]) for a, b in pairs])
+    act = np.stack([np.stack([a.actions(pool), b.actions(pool)]) for a, b in pairs])
     return obs, act
 
 
 def preference_targets(preferences: list[Preference]) -> np.ndarray:
     """``(B,)`` float32 probability that the first segment is preferred."""
-    return np.array([p.label.target for p in preferences], dtype=np.float32)
+    return np.array([p.target for p in preferences], dtype=np.float32)
+
+
+def preference_weights(preferences: list[Preference]) -> np.ndarray:
+    """``(B,)`` float32 weight of each preference in the loss."""
+    return np.array([p.weight for p in preferences], dtype=np.float32)
+
+
+def save_preferences(preferences: Iterable[Preference], path: str | Path) -> Path:
+    """Write preferences as a versioned JSON file, atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format_version": PREFERENCES_FORMAT_VERSION,
+        "preferences": [p.to_json() for p in preferences],
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_preferences(path: str | Path) -> list[Preference]:
+    """Read a file written by :func:`save_preferences`."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"preference file {path} is unreadable ({exc}): restore it") from exc
+    version = payload.get("format_version") if isinstance(payload, dict) else None
+    if version != PREFERENCES_FORMAT_VERSION:
+        raise DatasetError(
+            f"preference file {path} has format version {version}, this robopref reads "
+            f"{PREFERENCES_FORMAT_VERSION}: use the release that wrote it"
+        )
+    try:
+        return [Preference.from_json(p) for p in payload["preferences"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DatasetError(f"preference file {path} holds a malformed entry ({exc})") from exc

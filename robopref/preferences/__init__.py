@@ -1,6 +1,6 @@
 """Segments, query selection and preference sources (teachers, people, transfer)."""
 
-from robopref.preferences.base import PreferenceSource
+from robopref.preferences.base import Answer, PreferenceSource, Query, SynchronousSource
 from robopref.preferences.queries import (
     QUERY_SELECTORS,
     DisagreementSelector,
@@ -10,12 +10,28 @@ from robopref.preferences.queries import (
 )
 from robopref.preferences.segments import sample_pairs, sample_segments
 from robopref.preferences.teacher import TEACHER_PRESETS, ScriptedTeacher, TeacherConfig
+from robopref.registry import Registry
 
-# The one registry of preference sources: name -> (config class, source class).
-PREFERENCE_SOURCES = {"scripted_teacher": (TeacherConfig, ScriptedTeacher)}
+# The one registry of preference sources.
+PREFERENCE_SOURCES = Registry(
+    "preference source",
+    {
+        "scripted_teacher": (
+            "robopref.preferences.teacher:TeacherConfig",
+            "robopref.preferences.teacher:ScriptedTeacher",
+        ),
+        "delayed_teacher": (
+            "robopref.preferences.delayed:DelayedTeacherConfig",
+            "robopref.preferences.delayed:DelayedTeacher",
+        ),
+    },
+)
 
 __all__ = [
     "PREFERENCE_SOURCES",
+    "Answer",
+    "Query",
+    "SynchronousSource",
     "QUERY_SELECTORS",
     "TEACHER_PRESETS",
     "DisagreementSelector",

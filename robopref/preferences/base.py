@@ -1,22 +1,98 @@
-"""The contract every source of preference labels follows (teachers, people, transfer)."""
+"""The contract every source of preference labels follows (teachers, people, transfer).
+
+A source is either synchronous (``label`` answers at once: the scripted teacher) or
+asynchronous (``submit`` queries now, ``collect`` answers as they arrive: people on a labelling
+page). The loop drives both (``robopref.loop.labels``): for an asynchronous source it submits
+a round's queries, collects until every query is answered or a timeout passes, applies the
+minimum-label rule, and lets answers that arrive late join the next round.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
 
 from robopref.data import Episode, Preference, Segment
 
 
-class PreferenceSource(ABC):
-    """Answers queries: for each pair of segments, a ``Preference`` or nothing (skipped).
+@dataclass(frozen=True)
+class Query:
+    """A pair of segments to judge, with an id unique within a run (e.g. ``"r3-q017"``)."""
 
-    Returns one entry per query, ``None`` where the source declined to answer, so callers
-    can count queries asked and labels received separately.
+    id: str
+    first: Segment
+    second: Segment
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "first": self.first.to_json(), "second": self.second.to_json()}
+
+    @classmethod
+    def from_json(cls, payload: dict) -> Query:
+        return cls(
+            str(payload["id"]),
+            Segment.from_json(payload["first"]),
+            Segment.from_json(payload["second"]),
+        )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The answer to query ``query_id``: a preference, or ``None`` when the labeller skipped it
+    (it counts as answered and trains nothing)."""
+
+    query_id: str
+    preference: Preference | None
+
+
+# A source implements one of two method sets (label, or submit + collect), so no single method
+# is abstract here; SynchronousSource makes label abstract for the synchronous kind.
+class PreferenceSource(ABC):  # noqa: B024
+    """Answers queries about pairs of segments.
+
+    Synchronous sources implement ``label``: one entry per pair, ``None`` where the source
+    declined to answer, so callers count queries asked and labels received separately.
+
+    Asynchronous sources set ``asynchronous = True`` and implement ``submit`` (idempotent per
+    query id: a resumed run may submit a query again) and ``collect`` (the answers that arrived
+    since the last call, each query answered at most once).
+
+    ``state_dict`` / ``load_state_dict``: JSON-serialisable state (e.g. a random generator's)
+    that a resumed run restores, so it answers as the uninterrupted run would have.
     """
 
     name: str = "source"
+    asynchronous: ClassVar[bool] = False
+
+    def label(
+        self, pairs: list[tuple[Segment, Segment]], episodes: list[Episode]
+    ) -> list[Preference | None]:
+        raise NotImplementedError(f"{type(self).__name__} is asynchronous: use submit/collect")
+
+    def submit(self, queries: list[Query], episodes) -> None:
+        raise NotImplementedError(f"{type(self).__name__} is synchronous: use label")
+
+    def collect(self) -> list[Answer]:
+        raise NotImplementedError(f"{type(self).__name__} is synchronous: use label")
+
+    def pending(self) -> int:
+        """Queries submitted and not yet answered (0 for a synchronous source)."""
+        return 0
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:  # noqa: B027  (stateless by default)
+        pass
+
+    def close(self) -> None:  # noqa: B027  (nothing to release by default)
+        pass
+
+
+class SynchronousSource(PreferenceSource):
+    """A source that answers at once."""
 
     @abstractmethod
     def label(
-        self, pairs: list[tuple[Segment, Segment]], episodes: list[Episode]
+        self, pairs: list[tuple[Segment, Segment]], episodes
     ) -> list[Preference | None]: ...

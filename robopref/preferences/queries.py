@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from robopref.data import Episode, Segment
+from robopref.registry import Registry
 from robopref.rewards import RewardModel
 
 
@@ -87,8 +88,11 @@ class EntropySelector(_ScoredSelector):
         return -(p * np.log(p) + (1 - p) * np.log(1 - p))
 
 
-QUERY_SELECTORS = {
-    "uniform": (UniformConfig, UniformSelector),
-    "disagreement": (DisagreementConfig, DisagreementSelector),
-    "entropy": (EntropyConfig, EntropySelector),
-}
+QUERY_SELECTORS = Registry(
+    "query selector",
+    {
+        "uniform": (f"{__name__}:UniformConfig", f"{__name__}:UniformSelector"),
+        "disagreement": (f"{__name__}:DisagreementConfig", f"{__name__}:DisagreementSelector"),
+        "entropy": (f"{__name__}:EntropyConfig", f"{__name__}:EntropySelector"),
+    },
+)

@@ -9,8 +9,10 @@ For segments a, b with ground-truth rewards, the teacher computes (myopic) retur
    prefer a with probability ``sigmoid(beta * (R_a - R_b))``;
 4. mistake: flip FIRST/SECOND with probability ``mistake_prob``.
 
-Thresholds are in units of (discounted) segment return, i.e. the environment's reward
-summed over the segment.
+Thresholds and ``beta`` are in units of the task's ``reward_scale`` (its per-step reward
+of good behaviour) summed over the segment, so one preset means the same on Meta-World's
+0-10 reward and on Peel-v0's removed fraction per tick: returns are divided by
+``reward_scale`` before the rules above.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robopref.data import Episode, Label, Preference, Segment
+from robopref.data import Label, Preference, Segment, as_pool
 from robopref.errors import ConfigError
-from robopref.preferences.base import PreferenceSource
+from robopref.preferences.base import SynchronousSource
 
 
 @dataclass
@@ -35,6 +37,8 @@ class TeacherConfig:
         skip_threshold: skip a query when both returns are below this (``None`` = never).
         equal_threshold: answer EQUAL when returns differ by less than this (0 = never).
         mistake_prob: probability of flipping a FIRST/SECOND answer.
+        reward_scale: the task's per-step reward unit (the CLI takes it from the task);
+            thresholds and ``beta`` are in multiples of it.
         seed: seeds the teacher's randomness.
     """
 
@@ -43,6 +47,7 @@ class TeacherConfig:
     skip_threshold: float | None = None
     equal_threshold: float = 0.0
     mistake_prob: float = 0.0
+    reward_scale: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -52,22 +57,32 @@ class TeacherConfig:
             raise ConfigError(f"teacher gamma must lie in (0, 1], got {self.gamma}")
         if self.equal_threshold < 0:
             raise ConfigError("teacher equal_threshold must be >= 0")
+        if not self.reward_scale > 0:
+            raise ConfigError(f"teacher reward_scale must be > 0, got {self.reward_scale}")
         if not 0 <= self.mistake_prob <= 1:
             raise ConfigError(f"teacher mistake_prob must lie in [0, 1], got {self.mistake_prob}")
 
 
-class ScriptedTeacher(PreferenceSource):
+class ScriptedTeacher(SynchronousSource):
     name = "scripted_teacher"
 
     def __init__(self, config: TeacherConfig | None = None):
         self.config = config or TeacherConfig()
         self.rng = np.random.default_rng(self.config.seed)
 
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "rng" in state:
+            self.rng.bit_generator.state = state["rng"]
+
     def segment_return(self, rewards: np.ndarray) -> float:
-        """Myopic return of one segment's true rewards ``(L,)``."""
+        """Myopic return of one segment's true rewards ``(L,)``, in units of
+        ``reward_scale``."""
         length = len(rewards)
         weights = self.config.gamma ** np.arange(length - 1, -1, -1, dtype=np.float64)
-        return float(np.dot(weights, rewards))
+        return float(np.dot(weights, rewards)) / self.config.reward_scale
 
     def judge(self, return_a: float, return_b: float) -> Label | None:
         """The teacher's answer for two (already discounted) returns; ``None`` = skip."""
@@ -88,10 +103,11 @@ class ScriptedTeacher(PreferenceSource):
             label = Label.SECOND if label is Label.FIRST else Label.FIRST
         return label
 
-    def label(self, pairs: list[tuple[Segment, Segment]], episodes: list[Episode]):
+    def label(self, pairs: list[tuple[Segment, Segment]], episodes):
+        pool = as_pool(episodes)
         out: list[Preference | None] = []
         for a, b in pairs:
-            ra, rb = a.rewards(episodes), b.rewards(episodes)
+            ra, rb = a.rewards(pool), b.rewards(pool)
             if not (np.isfinite(ra).all() and np.isfinite(rb).all()):
                 raise ValueError(
                     "the scripted teacher needs ground-truth rewards, and these episodes have "
@@ -101,18 +117,18 @@ class ScriptedTeacher(PreferenceSource):
             out.append(
                 None
                 if label is None
-                else Preference(a, b, label, source=self.name, annotator="script")
+                else Preference(a, b, label.target, source=self.name, annotator="script")
             )
         return out
 
 
-# Named presets of the six B-Pref behaviours; thresholds fit Meta-World's 0-10 per-step reward
-# over 50-step segments.
+# Named presets of the six B-Pref behaviours, in units of the task's reward_scale (on
+# Meta-World, 10 per step: skip below 5 x 10 = 50 summed over a segment).
 TEACHER_PRESETS = {
     "oracle": TeacherConfig(),
-    "stochastic": TeacherConfig(beta=0.05),
+    "stochastic": TeacherConfig(beta=0.5),
     "myopic": TeacherConfig(gamma=0.9),
-    "skip": TeacherConfig(skip_threshold=50.0),
-    "equal": TeacherConfig(equal_threshold=10.0),
+    "skip": TeacherConfig(skip_threshold=5.0),
+    "equal": TeacherConfig(equal_threshold=1.0),
     "mistake": TeacherConfig(mistake_prob=0.1),
 }

@@ -3,12 +3,16 @@
 from robopref.refine.awr import AdvantageWeightedRegression, AWRConfig, reward_to_go
 from robopref.refine.base import Refiner
 from robopref.refine.rwr import RewardWeightedRegression, RWRConfig, exp_weights, goal_baseline
+from robopref.registry import Registry
 
-# The one registry of refiners: name -> (config class, refiner class).
-REFINERS = {
-    "rwr": (RWRConfig, RewardWeightedRegression),
-    "awr": (AWRConfig, AdvantageWeightedRegression),
-}
+# The one registry of refiners.
+REFINERS = Registry(
+    "refiner",
+    {
+        "rwr": ("robopref.refine.rwr:RWRConfig", "robopref.refine.rwr:RewardWeightedRegression"),
+        "awr": ("robopref.refine.awr:AWRConfig", "robopref.refine.awr:AdvantageWeightedRegression"),
+    },
+)
 
 __all__ = [
     "REFINERS",

@@ -21,6 +21,7 @@ scripted expert leaves in the imitation data.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +43,7 @@ class RWRConfig:
     demo_weight: extra factor on demonstration episodes' weights.
     anchor_weight: weight of the L2 anchor to the base policy's mean action.
     baseline: ``"global"`` (mean learned return of all episodes) or ``"goal"`` (mean of the
-        episodes with the same ``meta["goal_index"]``).
+        episodes that started from the same variation, ``meta["variation"]``).
     """
 
     temperature: float = 0.25
@@ -82,6 +83,11 @@ def goal_baseline(returns: np.ndarray, goals: list) -> np.ndarray:
     return baseline
 
 
+def _key(variation):
+    """A hashable key for a variation (lists are not)."""
+    return None if variation is None else json.dumps(variation)
+
+
 def exp_weights(scores: np.ndarray, temperature: float, max_weight: float) -> np.ndarray:
     """Exponentiated standardised scores ``(N,)`` (returns, advantages), capped, mean 1."""
     spread = scores.std()
@@ -99,7 +105,8 @@ class RewardWeightedRegression(Refiner):
         episodes = list(demos) + list(rollouts)
         learned = np.array([reward_model.episode_rewards(e).sum() for e in episodes])
         if cfg.baseline == "goal":
-            learned = learned - goal_baseline(learned, [e.meta.get("goal_index") for e in episodes])
+            starts = [e.meta.get("variation", e.meta.get("goal_index")) for e in episodes]
+            learned = learned - goal_baseline(learned, [_key(v) for v in starts])
         weights = exp_weights(learned, cfg.temperature, cfg.max_weight)
         weights[: len(demos)] *= cfg.demo_weight
         obs, act = stack_transitions(episodes)
@@ -129,8 +136,7 @@ def anchored_weighted_loss(anchor_weight: float):
     """Trainer loss: weighted action regression plus an L2 anchor to ``batch["anchor"]``."""
 
     def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor]):
-        per_sample = model.action_nll(batch["obs"], batch["act"])
-        weighted = (batch["weight"] * per_sample).sum() / batch["weight"].sum()
+        weighted = model.weighted_imitation_loss(batch["obs"], batch["act"], batch["weight"])
         anchor = ((model(batch["obs"]) - batch["anchor"]) ** 2).sum(-1).mean()
         loss = weighted + anchor_weight * anchor
         return loss, {"weighted_bc": float(weighted.detach()), "anchor": float(anchor.detach())}

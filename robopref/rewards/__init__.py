@@ -1,11 +1,20 @@
 """Reward models learned from preferences."""
 
+from robopref.registry import Registry
 from robopref.rewards.base import RewardModel
 from robopref.rewards.ensemble import BTEnsemble, EnsembleConfig, StackedMLP
 from robopref.rewards.metrics import preference_accuracy
 
-# The one registry of reward models: name -> (config class, model class).
-REWARD_MODELS = {"bt_ensemble": (EnsembleConfig, BTEnsemble)}
+# The one registry of reward models.
+REWARD_MODELS = Registry(
+    "reward model",
+    {
+        "bt_ensemble": (
+            "robopref.rewards.ensemble:EnsembleConfig",
+            "robopref.rewards.ensemble:BTEnsemble",
+        )
+    },
+)
 
 __all__ = [
     "REWARD_MODELS",

@@ -4,25 +4,33 @@ Members are independent MLPs (different initialisations) whose parameters are st
 with ``torch.func.stack_module_state`` and evaluated as batched matmuls: one kernel per
 layer for the whole ensemble (``StackedMLP``).
 
-Loss for a pair (a, b) with target y = P(a preferred) (1, 0, or 0.5 for "equal")::
+Loss over pairs (a_i, b_i) with soft target y_i = P(a_i preferred) in [0, 1] (1, 0, 0.5 for
+first/second/equal) and weight w_i::
 
-    logit = sum_t r(a_t) - sum_t r(b_t);   loss = BCE(sigmoid(logit), y)
+    logit_i = sum_t r(a_t) - sum_t r(b_t);   loss = sum_i w_i BCE(sigmoid(logit_i), y_i) / sum_i w_i
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import stack_module_state
 
-from robopref.data import Episode, Preference, preference_targets, segment_pair_arrays
-from robopref.errors import CheckpointError, ConfigError
+from robopref.data import (
+    Preference,
+    as_pool,
+    preference_targets,
+    preference_weights,
+    segment_pair_arrays,
+)
+from robopref.errors import ConfigError
 from robopref.rewards.base import RewardModel
-from robopref.training import Trainer, load_checkpoint, load_state_dict_checked, save_checkpoint
+from robopref.training import Trainer, load_model, load_state_dict_checked, save_model
 
 
 @dataclass
@@ -151,15 +159,22 @@ class BTEnsemble(nn.Module, RewardModel):
         returns = model(batch["obs"], batch["act"]).sum(-1)  # (M, B, 2)
         logits = (returns[..., 0] - returns[..., 1]).float()
         target = batch["target"].expand_as(logits)
-        loss = nn.functional.binary_cross_entropy_with_logits(logits, target)
+        weight = batch["weight"].expand_as(logits)
+        per_pair = nn.functional.binary_cross_entropy_with_logits(
+            logits, target, reduction="none"
+        )
+        loss = (weight * per_pair).sum() / weight.sum().clamp_min(1e-12)
         decided = batch["target"] != 0.5
         hits = ((logits > 0) == (target > 0.5)).float()[:, decided]
         return loss, {"train_accuracy": float(hits.mean()) if hits.numel() else float("nan")}
 
-    def fit(self, preferences: list[Preference], episodes: list[Episode]) -> dict[str, float]:
+    def fit(self, preferences: list[Preference], episodes) -> dict[str, float]:
         if not preferences:
             raise ValueError("reward model fit needs at least one labelled preference")
-        obs, act = segment_pair_arrays([(p.first, p.second) for p in preferences], episodes)
+        if not any(p.weight > 0 for p in preferences):
+            raise ValueError("every preference has weight 0: nothing to fit")
+        pairs = [(p.first, p.second) for p in preferences]
+        obs, act = segment_pair_arrays(pairs, as_pool(episodes))
         if not bool(self.normalizer_set):
             flat = np.concatenate(
                 [obs.reshape(-1, obs.shape[-1])]
@@ -173,31 +188,18 @@ class BTEnsemble(nn.Module, RewardModel):
             "obs": torch.as_tensor(obs),
             "act": torch.as_tensor(act),
             "target": torch.as_tensor(preference_targets(preferences)),
+            "weight": torch.as_tensor(preference_weights(preferences)),
         }
         return self.trainer.fit(self, self.bt_loss, data)
 
-    def save(self, path) -> None:
-        save_checkpoint(
-            path,
-            {
-                "kind": "bt_ensemble",
-                "obs_dim": self.obs_dim,
-                "act_dim": self.act_dim,
-                "config": self.config.__dict__,
-                "model": self.state_dict(),
-            },
-        )
+    def save(self, path) -> Path:
+        """A checkpoint folder (safetensors weights + JSON config + format version)."""
+        config = {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "config": asdict(self.config)}
+        return save_model(path, "bt_ensemble", config, self.state_dict())
 
     @classmethod
     def load(cls, path, trainer: Trainer) -> BTEnsemble:
-        payload = load_checkpoint(path)
-        if payload.get("kind") != "bt_ensemble":
-            raise CheckpointError(
-                f"{path} holds a '{payload.get('kind')}', not a reward ensemble: pass a reward "
-                "checkpoint"
-            )
-        model = cls(
-            payload["obs_dim"], payload["act_dim"], EnsembleConfig(**payload["config"]), trainer
-        )
-        load_state_dict_checked(model, payload["model"], path)
+        meta, state = load_model(path, "bt_ensemble")
+        model = cls(meta["obs_dim"], meta["act_dim"], EnsembleConfig(**meta["config"]), trainer)
+        load_state_dict_checked(model, state, path)
         return model

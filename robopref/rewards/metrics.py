@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from robopref.data import Episode, Segment
+from robopref.data import Segment, as_pool
 from robopref.rewards.base import RewardModel
 
 
 def preference_accuracy(
-    model: RewardModel, pairs: list[tuple[Segment, Segment]], episodes: list[Episode]
+    model: RewardModel, pairs: list[tuple[Segment, Segment]], episodes
 ) -> float:
     """Fraction of pairs whose predicted order (ensemble mean) matches the true-return order.
 
     Pairs whose true returns tie are left out. NaN when no pair remains.
     """
+    episodes = as_pool(episodes)
     true = np.array(
         [a.rewards(episodes).sum() - b.rewards(episodes).sum() for a, b in pairs], dtype=np.float64
     )

@@ -1,8 +1,11 @@
-"""Atomic, versioned checkpoint files (``torch.save`` payloads)."""
+"""Atomic, versioned checkpoints: trainer state (``torch.save`` payloads, for exact resume) and
+model folders (safetensors weights + JSON config) for policies and reward models."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -70,3 +73,76 @@ def load_state_dict_checked(model: nn.Module, state: dict, source: str | Path) -
             "model with the config it was trained with, or retrain"
         )
     model.load_state_dict(state)
+
+
+# -- model checkpoints: a folder of safetensors weights + JSON config ------------------------
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+MODEL_FORMAT_VERSION = 1
+
+
+def save_model(path: str | Path, kind: str, config: dict, state: dict[str, torch.Tensor]) -> Path:
+    """Write a model checkpoint folder ``path/`` (``model.safetensors`` + ``config.json`` with
+    ``kind`` and the format version) atomically: it appears under its name only complete."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+        save_file(tensors, str(staging / WEIGHTS_FILE))
+        meta = {"format_version": MODEL_FORMAT_VERSION, "kind": kind, **config}
+        (staging / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
+        for name in (WEIGHTS_FILE, CONFIG_FILE):
+            with open(staging / name, "rb") as handle:
+                os.fsync(handle.fileno())
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(staging, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def read_model_config(path: str | Path) -> dict:
+    """``config.json`` of the model checkpoint folder at ``path`` (format version checked)."""
+    path = Path(path)
+    if not (path / CONFIG_FILE).is_file():
+        raise CheckpointError(
+            f"{path} is not a model checkpoint (no {CONFIG_FILE}): check the path or train first"
+        )
+    try:
+        meta = json.loads((path / CONFIG_FILE).read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path / CONFIG_FILE} is not valid JSON ({exc})") from exc
+    if meta.get("format_version") != MODEL_FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {meta.get('format_version')}, this robopref "
+            f"reads {MODEL_FORMAT_VERSION}: retrain or use the release that wrote it"
+        )
+    return meta
+
+
+def load_model(path: str | Path, kind: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``(config, state_dict)`` of a checkpoint folder that must hold a model of ``kind``."""
+    from safetensors.torch import load_file
+
+    meta = read_model_config(path)
+    if meta.get("kind") != kind:
+        raise CheckpointError(
+            f"{path} holds a '{meta.get('kind')}', not a '{kind}': pass a {kind} checkpoint"
+        )
+    try:
+        state = load_file(str(Path(path) / WEIGHTS_FILE))
+    except Exception as exc:
+        raise CheckpointError(
+            f"weights in {path} are unreadable ({type(exc).__name__}): the checkpoint is "
+            "corrupt; delete it and retrain"
+        ) from exc
+    return meta, state

@@ -74,8 +74,13 @@ def test_config_validation_messages():
 
 
 def test_registry_rejects_unknown_option():
-    with pytest.raises(ConfigError, match="unknown option"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) hardware\.speed: valid keys are"):
         make_arm("fake", speed=3)
+
+
+def test_registry_suggests_close_names():
+    with pytest.raises(ConfigError, match="unknown arm 'fak': did you mean fake"):
+        make_arm("fak")
 
 
 def test_tracking_closes_the_given_fraction_of_error():

@@ -6,18 +6,11 @@ import numpy as np
 import pytest
 
 from robopref.errors import ConfigError, NonFiniteError
+from robopref.geometry import matrix_from_rotvec, rotvec_from_matrix, unwrap_rotvec
 from robopref.hardware import make_arm, make_sensor
 from robopref.hardware.base import NotConnectedError, ProtectiveStop
-from robopref.hardware.sim import (
-    REACH_M,
-    SimArmConfig,
-    SimForceArm,
-    SimSensorConfig,
-    SimWrenchSensor,
-    matrix_from_rotvec,
-    rotvec_from_matrix,
-    unwrap_rotvec,
-)
+from robopref.hardware.sim import REACH_M, SimArmConfig, SimForceArm
+from robopref.hardware.sim_sensor import SimSensorConfig, SimWrenchSensor
 from robopref.hardware.testing import ArmContract, SensorContract
 
 GRAVITY = 9.81

@@ -1,0 +1,140 @@
+"""What ``SafeArm`` is told and what it records: ``SafetyConfig`` (its limits, all SI) and
+``SafetyEvent`` (one clip, refusal, stop, recovery or hold, JSON-ready)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robopref.errors import ConfigError
+
+__all__ = ["SafetyConfig", "SafetyEvent", "jsonable"]
+
+_POSITIVE_LIMITS = {
+    "max_step_translation_m": "m",
+    "max_step_rotation_rad": "rad",
+    "max_speed_m_s": "m/s",
+    "max_angular_speed_rad_s": "rad/s",
+    "max_force_n": "N",
+    "max_torque_nm": "N*m",
+    "watchdog_timeout_s": "s",
+}
+
+
+@dataclass
+class SafetyConfig:
+    """Limits of ``SafeArm``; all SI. Set the workspace for your cell before using a real arm.
+
+    Attributes:
+        workspace_min: ``(3,)`` lower corner (m) of the box the commanded TCP position must
+            stay in, arm base frame.
+        workspace_max: ``(3,)`` upper corner (m) of that box; strictly above ``workspace_min``.
+        max_step_translation_m: largest TCP translation (m) between consecutive commands.
+        max_step_rotation_rad: largest TCP rotation (rad) between consecutive commands.
+        max_speed_m_s: largest commanded TCP speed (m/s); applied per tick as
+            ``max_speed_m_s * control_period_s``.
+        max_angular_speed_rad_s: largest commanded TCP angular speed (rad/s), per tick alike.
+        max_force_n: protective stop when ``|(fx, fy, fz)|`` exceeds this (N).
+        max_torque_nm: protective stop when ``|(tx, ty, tz)|`` exceeds this (N*m).
+        watchdog_timeout_s: hold the measured pose when no command came for this long (s).
+        event_log_path: JSON Lines file each event is appended to; ``None`` keeps them in
+            memory only.
+        max_events: events kept in memory (oldest dropped first); the file keeps all.
+    """
+
+    workspace_min: Sequence[float] = (-1.0, -1.0, 0.0)
+    workspace_max: Sequence[float] = (1.0, 1.0, 1.0)
+    max_step_translation_m: float = 0.01
+    max_step_rotation_rad: float = 0.05
+    max_speed_m_s: float = 0.25
+    max_angular_speed_rad_s: float = 1.0
+    max_force_n: float = 50.0
+    max_torque_nm: float = 10.0
+    watchdog_timeout_s: float = 0.5
+    event_log_path: str | Path | None = None
+    max_events: int = 100_000
+
+    def __post_init__(self) -> None:
+        self.workspace_min = _corner("workspace_min", self.workspace_min)
+        self.workspace_max = _corner("workspace_max", self.workspace_max)
+        for axis, (lo, hi) in enumerate(zip(self.workspace_min, self.workspace_max, strict=True)):
+            if not lo < hi:
+                raise ConfigError(
+                    f"safety workspace_min[{axis}]={lo} must be below workspace_max[{axis}]={hi}: "
+                    "swap or widen the workspace box (m)"
+                )
+        for name, unit in _POSITIVE_LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"safety {name}={value!r} must be a number in {unit}")
+            if not 0 < value < math.inf:
+                raise ConfigError(
+                    f"safety {name}={value} must be positive and finite ({unit}); "
+                    "to relax a limit, raise it"
+                )
+            setattr(self, name, float(value))
+        if self.event_log_path is not None and not isinstance(self.event_log_path, str | Path):
+            raise ConfigError(
+                f"safety event_log_path={self.event_log_path!r} must be a file path or None"
+            )
+        if isinstance(self.max_events, bool) or not isinstance(self.max_events, int):
+            raise ConfigError(f"safety max_events={self.max_events!r} must be an integer")
+        if self.max_events < 1:
+            raise ConfigError(f"safety max_events={self.max_events} must be at least 1")
+
+
+def _corner(name: str, value: Any) -> tuple[float, float, float]:
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"safety {name}={value!r} must be 3 numbers [x, y, z] (m)") from exc
+    if array.shape != (3,) or not np.all(np.isfinite(array)):
+        raise ConfigError(f"safety {name}={value!r} must be 3 finite numbers [x, y, z] (m)")
+    return (float(array[0]), float(array[1]), float(array[2]))
+
+
+@dataclass(frozen=True)
+class SafetyEvent:
+    """One thing the safety layer did.
+
+    Attributes:
+        timestamp: s, from the ``SafeArm`` clock (``time.monotonic()`` unless injected).
+        kind: ``"clip"``, ``"non_finite_command"``, ``"protective_stop"``, ``"recover"``,
+            ``"watchdog_hold"`` or ``"watchdog_error"``.
+        detail: JSON-ready facts, e.g. for a clip ``{"limit", "requested", "sent"}`` and for a
+            stop ``{"reason", ...}``.
+    """
+
+    timestamp: float
+    kind: str
+    detail: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """One line of strict JSON; non-finite numbers become the strings "nan"/"inf"/"-inf"."""
+        return json.dumps(
+            {"timestamp": self.timestamp, "kind": self.kind, "detail": jsonable(self.detail)},
+            allow_nan=False,
+        )
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with NumPy scalars and arrays as plain numbers and lists, non-finite floats as
+    strings, so strict JSON can hold it."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        return number if math.isfinite(number) else str(number)
+    return value

@@ -1,0 +1,5 @@
+"""``python -m robopref.cli`` runs the ``robopref`` command."""
+
+from robopref.cli import main
+
+main()

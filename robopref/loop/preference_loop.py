@@ -1,0 +1,500 @@
+"""The preference loop: imitation first, then rounds of preference-based refinement.
+
+    D_0    <- expert demos on train variations (or a dataset)
+    pi_0   <- behaviour cloning on D_0
+    for k = 1..K:
+        D_k    <- rollout(pi_{k-1} + exploration) on train variations    # rollout
+        Q_k    <- select(candidate segment pairs of D_1..k)              # select queries
+        P      <- P + source.answers(Q_k)                                # gather labels
+        r_hat  <- reward_model.fit(P)                                    # train reward
+        pi_k   <- refiner(pi_{k-1} or pi_0, D_1..k, r_hat)               # refine
+        train-split success(pi_k), accuracy(r_hat on held-out pairs)   # evaluate
+    pi*    <- mean of the weights of pi_{K-m+1..K}   (m = average_last)
+           or argmax_k mean learned return of pi_k on validation variations
+    report success of pi_0 and pi* on the test split, with 95% Wilson intervals
+
+Test variations are used for that last line only; validation variations for any choice
+between policies, and then only through the learned reward. Every step commits its outputs to
+the run store before the next begins, so ``--resume`` continues a killed run from the last
+completed step, each step reseeded from (seed, round, step) so the resumed run matches the
+uninterrupted one.
+
+Everything it uses arrives as an object; this module reads no configuration files.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from robopref.data import Episode, Preference, load_episodes, load_preferences, save_episodes
+from robopref.data import save_preferences as write_preferences
+from robopref.loop.config import LoopConfig
+from robopref.loop.evaluation import rate_summary
+from robopref.loop.labels import LabelTimeout, gather, preferences_of
+from robopref.loop.store import RunStore
+from robopref.policies import TrainablePolicy, average_policies, load_policy, train_bc
+from robopref.preferences import PreferenceSource, Query, QuerySelector, sample_pairs
+from robopref.refine import Refiner
+from robopref.rewards import RewardModel, preference_accuracy
+from robopref.rollout import GaussianExploration, collect_episodes, success_rate
+from robopref.training import Trainer
+
+METRICS_FORMAT_VERSION = 2
+STEPS = ("rollout", "select", "label", "reward", "refine", "evaluate")
+
+
+def select_by_learned_return(
+    candidates: list[list[Episode]], reward_model: RewardModel
+) -> tuple[int, list[float]]:
+    """Index of the candidate whose episodes have the highest mean learned return, and the
+    mean learned return of every candidate (ties go to the earliest)."""
+    scores = [
+        float(np.mean([reward_model.episode_rewards(e).sum() for e in episodes]))
+        for episodes in candidates
+    ]
+    return int(np.argmax(scores)), scores
+
+
+@dataclass
+class RoundResult:
+    round: int
+    success_rate: float
+    reward_accuracy: float
+    queries: int
+    labels: int
+    rollout_success_rate: float
+    wall_time_s: float
+    extra: dict = field(default_factory=dict)
+
+
+class PreferenceLoop:
+    """Runs imitation then ``config.rounds`` rounds of preference refinement on any task."""
+
+    def __init__(
+        self,
+        config: LoopConfig,
+        task,
+        vec_env,
+        expert,
+        policy: TrainablePolicy,
+        bc_trainer: Trainer,
+        reward_model: RewardModel,
+        selector: QuerySelector,
+        source: PreferenceSource,
+        refiner: Refiner,
+        store: RunStore,
+        progress: bool = True,
+        tensorboard: bool = True,
+        demos: list[Episode] | None = None,
+        pretrained: bool = False,
+        validation_env=None,
+        demos_root=None,
+    ):
+        """``task`` is a ``robopref.envs.Task`` (splits, episode length, action bounds);
+        ``vec_env`` its vector env; ``demos`` replaces the expert's demonstrations (e.g. a
+        recorded dataset, read from ``demos_root``, which the run then names by relative path
+        instead of copying it); ``pretrained=True`` takes ``policy`` as the imitation policy and
+        skips training it; ``validation_env`` (same task) serves policy selection."""
+        self.config, self.task, self.vec_env, self.expert = config, task, vec_env, expert
+        self.policy, self.bc_trainer = policy, bc_trainer
+        self.reward_model, self.selector, self.source, self.refiner = (
+            reward_model,
+            selector,
+            source,
+            refiner,
+        )
+        self.store, self.progress = store, progress
+        self.demos, self.pretrained, self.demos_root = demos, pretrained, demos_root
+        self.validation_env = validation_env
+        self.trainers = {"bc": bc_trainer}
+        for name, owner in (("reward", reward_model), ("refine", refiner)):
+            if isinstance(getattr(owner, "trainer", None), Trainer):
+                self.trainers[name] = owner.trainer
+        self.history: list[RoundResult] = []
+        self.validation: list[list[Episode]] = []
+        self.round_policies: list[TrainablePolicy] = []
+        self.pool: dict[str, Episode] = {}
+        self.preferences: list[Preference] = []
+        self.asked = 0
+        self.started = time.perf_counter()
+        self.elapsed_before = 0.0
+        self._restored: dict = {}
+        self._demo_episodes: list[Episode] = []
+        self._refine_metrics: dict = {}
+        self._writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(store.path("tb", "loop")))
+
+    # -- the algorithm box -------------------------------------------------------------
+    def run(self) -> dict:
+        cfg = self.config
+        self.restore()
+        self.step("demos", self.collect_demos)
+        base = self.step("bc", lambda: self.imitate(self._demo_episodes))
+        self.step("round0/evaluate", lambda: self.evaluate_round(0, base, [], {}))
+        policy = base
+        try:
+            for k in range(1, cfg.rounds + 1):
+                policy = self.run_round(k, policy, base)
+        except LabelTimeout as stop:
+            print(f"stopped: {stop}", flush=True)
+            return self.write_metrics(status="stopped", reason=str(stop))
+        self.step("final", lambda: self.finish(base))
+        summary = self.write_metrics(status="finished")
+        if self._writer is not None:
+            self._writer.close()
+        return summary
+
+    def run_round(self, k: int, policy: TrainablePolicy, base: TrainablePolicy) -> TrainablePolicy:
+        """One round: rollout, select queries, gather labels, train reward, refine, evaluate."""
+        rollouts = self.step(f"round{k}/rollout", lambda: self.rollout(k, policy))
+        queries = self.step(f"round{k}/select", lambda: self.select_queries(k))
+        self.step(f"round{k}/label", lambda: self.gather_labels(k, queries))
+        reward_metrics = self.step(f"round{k}/reward", lambda: self.train_reward(k))
+        start = base if self.config.refine_from == "base" else policy
+        refined = self.step(
+            f"round{k}/refine",
+            lambda: self.refine(k, start, base),
+            result=lambda _: self._refine_metrics,
+        )
+        self.step(
+            f"round{k}/evaluate",
+            lambda: self.evaluate_round(k, refined, rollouts or [], reward_metrics or {}),
+        )
+        return refined
+
+    # -- the steps -----------------------------------------------------------------------
+    def collect_demos(self) -> dict:
+        if self.demos is not None and self.demos_root is not None:
+            self.store.register_dataset(self.demos[0].dataset_id, self.demos_root)
+            self._add_to_pool(self.demos, demos=True)
+            return {"dataset": self.store.datasets()[self.demos[0].dataset_id]}
+        if self.demos is not None:
+            episodes = self.demos
+        else:
+            variations = self.task.draw("train", self.config.num_demos, self._rng("demos"))
+            episodes = self._collect(self.expert, variations, "demos")
+        self._save_dataset(episodes, "demos")
+        return {"dataset": "datasets/demos"}
+
+    def imitate(self, demos: list[Episode]) -> TrainablePolicy:
+        if not self.pretrained:
+            train_bc(self.policy, demos, self.bc_trainer)
+        self.policy.save(self.store.path("checkpoints", "policy_bc"))
+        return self.policy
+
+    def rollout(self, k: int, policy: TrainablePolicy) -> list[Episode]:
+        cfg = self.config
+        explorer = GaussianExploration.for_task(
+            policy,
+            self.task,
+            cfg.exploration_std,
+            seed=cfg.seed * 100 + k,
+            correlation=cfg.exploration_correlation,
+        )
+        variations = self.task.draw(
+            "train", cfg.rollouts_per_round, self._rng(f"round{k}/rollout"), cfg.rollouts_per_goal
+        )
+        episodes = self._collect(explorer, variations, f"rollouts_round{k}")
+        self._save_dataset(episodes, f"rollouts_round{k}")
+        return episodes
+
+    def select_queries(self, k: int) -> list[Query]:
+        cfg = self.config
+        rng = self._rng(f"round{k}/select")
+        candidates = sample_pairs(
+            self.pool, cfg.segment_length, cfg.queries_per_round * cfg.candidates_per_query, rng
+        )
+        model = self.reward_model if k > 1 else None
+        chosen = self.selector.select(candidates, self.pool, model, cfg.queries_per_round, rng)
+        queries = [Query(f"r{k}-q{i:04d}", *candidates[c]) for i, c in enumerate(chosen)]
+        self.store.write_json(f"queries/round{k}.json", [q.to_json() for q in queries])
+        self.asked += len(queries)
+        return queries
+
+    def gather_labels(self, k: int, queries: list[Query]) -> dict:
+        answers = gather(self.source, queries, self.pool, self.config)
+        received = preferences_of(answers)
+        write_preferences(received, self.store.path("labels", f"round{k}.json"))
+        self.preferences += received
+        return {"answers": len(answers), "labels": len(received)}
+
+    def train_reward(self, k: int) -> dict:
+        if not self.preferences:
+            raise RuntimeError(
+                "the preference source answered no query: loosen its skip threshold or ask more"
+            )
+        metrics = self.reward_model.fit(self.preferences, self.pool)
+        self.reward_model.save(self.store.path("checkpoints", f"reward_round{k}"))
+        return metrics
+
+    def refine(self, k: int, start: TrainablePolicy, base: TrainablePolicy) -> TrainablePolicy:
+        demo_ids = set(self.demo_ids)
+        rollouts = [e for i, e in self.pool.items() if i not in demo_ids]
+        demos = [self.pool[i] for i in self.demo_ids]
+        policy, metrics = self.refiner.refine(start, base, rollouts, demos, self.reward_model)
+        policy.save(self.store.path("checkpoints", f"policy_round{k}"))
+        self.round_policies.append(policy)
+        self._refine_metrics = metrics
+        return policy
+
+    def evaluate_round(
+        self, k: int, policy: TrainablePolicy, rollouts: list[Episode], reward_metrics: dict
+    ) -> dict:
+        cfg = self.config
+        evaluation = self._collect(policy, self.task.first("train", cfg.eval_episodes), "eval")
+        accuracy = math.nan
+        if k > 0:
+            heldout = self._pool_of(evaluation)
+            pairs = sample_pairs(
+                heldout, cfg.segment_length, cfg.heldout_pairs, self._rng(f"round{k}/heldout")
+            )
+            accuracy = preference_accuracy(self.reward_model, pairs, heldout)
+        if self.validation_env is not None and cfg.validation_episodes:
+            self.validation.append(self._validate(policy))
+        extra = {"reward": reward_metrics, "refine": self._refine_metrics}
+        result = RoundResult(
+            round=k,
+            success_rate=success_rate(evaluation),
+            reward_accuracy=accuracy,
+            queries=self.asked,
+            labels=len(self.preferences),
+            rollout_success_rate=success_rate(rollouts),
+            wall_time_s=self.wall_time(),
+            extra=extra if k > 0 else {},
+        )
+        self.history.append(result)
+        self._log(result)
+        self.write_metrics(status="running")
+        return asdict(result)
+
+    def finish(self, base: TrainablePolicy) -> dict:
+        cfg = self.config
+        selected, scores = None, []
+        checkpoints = self.store.path("checkpoints")
+        if cfg.average_last and self.round_policies:
+            members = self.round_policies[-cfg.average_last :]
+            first = len(self.round_policies) - len(members) + 1
+            final_policy = average_policies(members)
+            name = f"average of rounds {first}-{len(self.round_policies)}"
+            train_rate = success_rate(
+                self._collect(final_policy, self.task.first("train", cfg.eval_episodes), "eval")
+            )
+        else:
+            if self.validation:
+                selected, scores = select_by_learned_return(self.validation, self.reward_model)
+            else:
+                selected = len(self.history) - 1
+            final_policy = self.round_policies[selected - 1] if selected else base
+            name = f"round {selected}"
+            train_rate = self.history[selected].success_rate
+        final_policy.save(checkpoints / "policy_selected")
+        print(f"final policy: {name}", flush=True)
+        test = {"bc": None, "final": None}
+        if cfg.test_episodes:
+            variations = self.task.first("test", cfg.test_episodes)
+            for key, policy in (("bc", base), ("final", final_policy)):
+                episodes = self._collect(policy, variations, f"test {key}")
+                test[key] = rate_summary([e.success for e in episodes])
+        return {
+            "final_policy": name,
+            "selected_round": selected,
+            "validation_learned_returns": scores,
+            "final_train_success_rate": train_rate,
+            "test": test,
+        }
+
+    # -- resume --------------------------------------------------------------------------
+    def step(self, key: str, compute, result=None):
+        """Run step ``key`` unless the store has it complete; commit it after, with
+        ``result(value)`` (default: the value itself when it is a dict) as its record."""
+        if self.store.done(key):
+            return self._restored.get(key)
+        self.store.start(key)
+        torch.manual_seed(zlib.crc32(f"{self.config.seed}/{key}".encode()))
+        value = compute()
+        record = result(value) if result else (value if isinstance(value, dict) else {})
+        self.store.commit(key, record, self._restore_state())
+        return value
+
+    def _restore_state(self) -> dict:
+        return {
+            "trainer_steps": {name: t.global_step for name, t in self.trainers.items()},
+            "source": self.source.state_dict(),
+            "asked": self.asked,
+            "elapsed_s": self.wall_time(),
+        }
+
+    def restore(self) -> None:
+        """Rebuild the in-memory state of the completed steps from the run store."""
+        store, done = self.store, set(self.store.completed())
+        if not done:
+            return
+        state = store.restore_state
+        for name, steps in state.get("trainer_steps", {}).items():
+            if name in self.trainers:
+                self.trainers[name].global_step = int(steps)
+        self.source.load_state_dict(state.get("source", {}))
+        self.asked = int(state.get("asked", 0))
+        self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        if "demos" in done:
+            folder = store.path(store.result("demos").get("dataset", "datasets/demos"))
+            self._add_to_pool(load_episodes(folder), demos=True)
+        if "bc" in done:
+            self.policy = load_policy(store.path("checkpoints", "policy_bc"))
+            self._restored["bc"] = self.policy
+        for k in range(0, self.config.rounds + 1):
+            if k and f"round{k}/rollout" in done:
+                self._restored[f"round{k}/rollout"] = self._load_dataset(f"rollouts_round{k}")
+            if k and f"round{k}/select" in done:
+                queries = store.read_json(f"queries/round{k}.json")
+                self._restored[f"round{k}/select"] = [Query.from_json(q) for q in queries]
+            if k and f"round{k}/label" in done:
+                self.preferences += load_preferences(store.path("labels", f"round{k}.json"))
+                self._restored[f"round{k}/label"] = store.result(f"round{k}/label")
+            if k and f"round{k}/reward" in done:
+                self._restored[f"round{k}/reward"] = store.result(f"round{k}/reward")
+                path = store.path("checkpoints", f"reward_round{k}")
+                self.reward_model = type(self.reward_model).load(path, self.reward_model.trainer)
+            if k and f"round{k}/refine" in done:
+                policy = load_policy(store.path("checkpoints", f"policy_round{k}"))
+                self.round_policies.append(policy)
+                self._restored[f"round{k}/refine"] = policy
+                self._refine_metrics = store.result(f"round{k}/refine")
+            if f"round{k}/evaluate" in done:
+                result = store.result(f"round{k}/evaluate")
+                self.history.append(RoundResult(**result))
+                self._restored[f"round{k}/evaluate"] = result
+                if self.validation_env is not None and self.config.validation_episodes:
+                    policy = self.round_policies[k - 1] if k else self.policy
+                    self.validation.append(self._validate(policy))
+        if "final" in done:
+            self._restored["final"] = store.result("final")
+        print(f"resuming {store.root}: {len(done)} steps done", flush=True)
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    @property
+    def demo_ids(self) -> list[str]:
+        return [e.id for e in self._demo_episodes]
+
+    def _rng(self, key: str) -> np.random.Generator:
+        return np.random.default_rng([self.config.seed, zlib.crc32(key.encode())])
+
+    def _collect(self, policy, variations: list, name: str) -> list[Episode]:
+        return collect_episodes(
+            self.vec_env,
+            policy,
+            variations,
+            self.task.name,
+            self.task.episode_steps,
+            source=name.split()[0],
+            progress=self.progress,
+        )
+
+    def _validate(self, policy) -> list[Episode]:
+        variations = self.task.first("validation", self.config.validation_episodes)
+        return collect_episodes(
+            self.validation_env, policy, variations, self.task.name, self.task.episode_steps,
+            source="validation", progress=self.progress,
+        )
+
+    def _save_dataset(self, episodes: list[Episode], name: str) -> None:
+        folder = self.store.path("datasets", name)
+        if self.config.save_datasets:
+            save_episodes(
+                episodes,
+                folder,
+                fps=self.task.fps,
+                repo_id=f"robopref/{name}",
+                overwrite=True,
+                state_dim=self.task.state_dim,
+            )
+            self.store.register_dataset(episodes[0].dataset_id, folder)
+        else:
+            from robopref.data import assign_ids, new_dataset_id
+
+            assign_ids(episodes, new_dataset_id())
+        self._add_to_pool(episodes, demos=name == "demos")
+
+    def _load_dataset(self, name: str) -> list[Episode]:
+        episodes = load_episodes(self.store.path("datasets", name))
+        self._add_to_pool(episodes, demos=name == "demos")
+        return episodes
+
+    def _add_to_pool(self, episodes: list[Episode], demos: bool = False) -> None:
+        if demos:
+            self._demo_episodes = episodes
+        for episode in episodes:
+            self.pool[episode.id] = episode
+
+    @staticmethod
+    def _pool_of(episodes: list[Episode]) -> dict[str, Episode]:
+        from robopref.data import assign_ids
+
+        return {e.id: e for e in assign_ids(episodes, "eval")}
+
+    def wall_time(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def _log(self, result: RoundResult) -> None:
+        if self._writer is not None:
+            for key in ("success_rate", "reward_accuracy", "labels", "rollout_success_rate"):
+                value = getattr(result, key)
+                if np.isfinite(value):
+                    self._writer.add_scalar(f"loop/{key}", value, result.round)
+            self._writer.flush()
+        print(
+            f"round {result.round}: train-split success {result.success_rate:.2f}  "
+            f"reward acc {result.reward_accuracy:.3f}  queries {result.queries}  "
+            f"labels {result.labels}  t={result.wall_time_s:.0f}s",
+            flush=True,
+        )
+
+    def write_metrics(self, status: str, reason: str | None = None) -> dict:
+        """Write ``metrics.json`` (strict JSON) from what is known so far; returns it."""
+        final = self._restored.get("final") or (
+            self.store.result("final") if self.store.done("final") else None
+        )
+        bc = self.history[0] if self.history else None
+        last = self.history[-1] if self.history else None
+        test = (final or {}).get("test") or {}
+        final_test, bc_test = test.get("final") or {}, test.get("bc") or {}
+        summary = {
+            "format_version": METRICS_FORMAT_VERSION,
+            "status": status,
+            "reason": reason,
+            "task": self.task.name,
+            "seed": self.config.seed,
+            "test_success_rate": final_test.get("rate"),
+            "test_ci95": final_test.get("ci95"),
+            "bc_test_success_rate": bc_test.get("rate"),
+            "bc_test_ci95": bc_test.get("ci95"),
+            "test_improvement": (
+                final_test["rate"] - bc_test["rate"] if final_test and bc_test else None
+            ),
+            "test_episodes": final_test.get("episodes"),
+            "bc_success_rate": bc.success_rate if bc else None,
+            "refined_success_rate": (final or {}).get("final_train_success_rate"),
+            "final_policy": (final or {}).get("final_policy"),
+            "selected_round": (final or {}).get("selected_round"),
+            "validation_learned_returns": (final or {}).get("validation_learned_returns", []),
+            "last_round_success_rate": last.success_rate if last else None,
+            "reward_accuracy": last.reward_accuracy if last else None,
+            "queries": self.asked,
+            "labels": len(self.preferences),
+            "wall_time_s": self.wall_time(),
+            "rounds": [asdict(r) for r in self.history],
+            "loop_config": asdict(self.config),
+        }
+        if summary["refined_success_rate"] is not None and bc is not None:
+            summary["improvement"] = summary["refined_success_rate"] - bc.success_rate
+        self.store.write_json("metrics.json", summary)
+        return self.store.read_json("metrics.json")

@@ -1,0 +1,26 @@
+"""Teleoperated recording into a LeRobotDataset, one durable episode at a time.
+
+- ``config``: ``RecorderConfig`` (a session's settings) and ``BUTTONS`` (the teleop buttons);
+- ``recorder``: ``Recorder``, the fixed-rate control loop and session (frame features in its
+  module docstring);
+- ``timing``: ``LoopTimer`` and ``timing_stats`` (loop pacing, rate and jitter);
+- ``summary``: ``format_summary``, the end-of-session table;
+
+The dataset writer, ``DurableEpisodeWriter`` (atomic, durable saves), lives in
+``robopref.data.durable_writer``; pose arithmetic (``compose_delta``, ``pose_delta``) in
+``robopref.geometry``.
+"""
+
+from robopref.recording.config import BUTTONS, RecorderConfig
+from robopref.recording.recorder import Recorder
+from robopref.recording.summary import format_summary
+from robopref.recording.timing import LoopTimer, timing_stats
+
+__all__ = [
+    "BUTTONS",
+    "LoopTimer",
+    "Recorder",
+    "RecorderConfig",
+    "format_summary",
+    "timing_stats",
+]
