@@ -69,7 +69,7 @@ def test_oracle_label_prefers_higher_true_return():
     for p in prefs:
         assert p.source == "scripted_teacher"
         assert p.annotator == "script"
-        assert p.confidence == 1.0
+        assert p.weight == 1.0 and p.target in (0.0, 0.5, 1.0)
 
 
 def test_oracle_on_random_pairs_matches_true_return_order(episodes):
