@@ -17,7 +17,8 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from robopref.envs import MetaWorldConfig, MetaWorldEnv, make_vector_env
+from robopref.envs import MetaWorldConfig, MetaWorldEnv
+from robopref.envs.metaworld_task import MetaWorldTask
 
 
 def steps_per_second(step, n: int) -> float:
@@ -75,7 +76,7 @@ def main() -> None:
 
     cfg = MetaWorldConfig(args.task, max_episode_steps=150)
     for asynchronous in (False, True):
-        vec = make_vector_env(cfg, 2, asynchronous=asynchronous)
+        vec = MetaWorldTask(cfg).make_vector_env(2, asynchronous=asynchronous)
         vec.reset(seed=0)
         batch = actions[:, None, :].repeat(2, axis=1)
         n = args.steps // 2

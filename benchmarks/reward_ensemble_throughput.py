@@ -72,7 +72,7 @@ def main() -> None:
     obs = torch.randn(args.batch, 2, args.segment, obs_dim, generator=gen).to(device)
     act = torch.randn(args.batch, 2, args.segment, act_dim, generator=gen).to(device)
     target = torch.randint(0, 2, (args.batch,), generator=gen).float().to(device)
-    batch = {"obs": obs, "act": act, "target": target}
+    batch = {"obs": obs, "act": act, "target": target, "weight": torch.ones_like(target)}
     x = torch.cat([obs, act], -1)
 
     opt_v = torch.optim.Adam(ensemble.parameters(), lr=3e-4)

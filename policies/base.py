@@ -4,6 +4,7 @@ and ``TrainablePolicy`` (what refiners, averaging and checkpoints work with)."""
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -82,7 +83,7 @@ class TrainablePolicy(nn.Module, Policy):
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        device = next(iter(self.state_dict().values())).device
+        device = next(itertools.chain(self.parameters(), self.buffers())).device
         out = self(torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=device))
         return out.cpu().numpy().astype(np.float32)
 

@@ -161,3 +161,32 @@ def test_a_label_naming_a_missing_episode_is_one_line():
     with pytest.raises(DatasetError, match="gone:0") as info:
         pref.first.observations(episodes)
     assert "\n" not in str(info.value)
+
+
+def test_per_frame_learned_reward_of_any_dataset_episode_is_one_call(tmp_path):
+    from robopref.rewards import BTEnsemble, EnsembleConfig
+    from robopref.training import Trainer, TrainerConfig
+
+    episodes = make_episodes(3, T=9, obs_dim=5)
+    save_episodes(episodes, tmp_path / "ds", fps=10, state_dim=2)
+    trainer = Trainer(TrainerConfig(steps=1, device="cpu", progress=False))
+    model = BTEnsemble(5, 2, EnsembleConfig(members=2, hidden_sizes=[8]), trainer)
+    rewards = model.frame_rewards(tmp_path / "ds", 2)
+    assert rewards.shape == (9,)
+    np.testing.assert_allclose(rewards, model.episode_rewards(episodes[2]), rtol=1e-6)
+    reloaded = BTEnsemble.load(model.save(tmp_path / "reward"), trainer)
+    np.testing.assert_array_equal(reloaded.frame_rewards(tmp_path / "ds", 2), rewards)
+    with pytest.raises(IndexError, match="no episode 7"):
+        model.frame_rewards(tmp_path / "ds", 7)
+
+
+def test_recording_peel_demos_into_test_scenes_is_refused(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "robopref.cli", "record", "hardware=sim", "teleop=scripted",
+         "sensor=sim", "task=peel", "record.seed=2000000", f"record.root={tmp_path}/r"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "outside Peel-v0's train scenes" in lines[0], out.stderr
+    assert not (tmp_path / "r").exists()

@@ -15,10 +15,12 @@ from robopref.preferences import (
     PREFERENCE_SOURCES,
     TEACHER_PRESETS,
     PreferenceSource,
+    Query,
     ScriptedTeacher,
     TeacherConfig,
     sample_pairs,
 )
+from robopref.preferences.delayed import DelayedTeacher, DelayedTeacherConfig
 
 
 def _episode_with_rewards(rewards) -> Episode:
@@ -247,10 +249,27 @@ def test_teacher_is_registered():
 # --------------------------------------------------------------------------- contract
 
 
+def answers(source: PreferenceSource, pairs, episodes) -> list:
+    """One entry per pair (a Preference or None), from a synchronous source's ``label`` or an
+    asynchronous source's ``submit`` + ``collect`` (polled until nothing is pending)."""
+    if not source.asynchronous:
+        return source.label(pairs, episodes)
+    queries = [Query(f"q{i}", a, b) for i, (a, b) in enumerate(pairs)]
+    source.submit(queries, episodes)
+    got = {}
+    for _ in range(10_000):
+        got.update({a.query_id: a.preference for a in source.collect()})
+        if source.pending() == 0:
+            break
+    assert source.pending() == 0, "an asynchronous source never answered"
+    return [got.get(q.id) for q in queries]
+
+
 class PreferenceSourceContract:
     """Behaviour every PreferenceSource must show; subclasses provide ``make_source``.
 
-    ``make_source`` returns a zero-argument factory of fresh sources.
+    ``make_source`` returns a zero-argument factory of fresh sources. Synchronous and
+    asynchronous sources are driven alike through ``answers``.
     """
 
     @pytest.fixture
@@ -279,7 +298,7 @@ class PreferenceSourceContract:
         assert isinstance(source.name, str) and source.name
 
     def test_one_entry_per_query(self, make_source, queries, query_episodes):
-        out = make_source().label(queries, query_episodes)
+        out = answers(make_source(), queries, query_episodes)
         assert isinstance(out, list)
         assert len(out) == len(queries)
 
@@ -287,7 +306,7 @@ class PreferenceSourceContract:
         self, make_source, queries, query_episodes
     ):
         source = make_source()
-        out = source.label(queries, query_episodes)
+        out = answers(source, queries, query_episodes)
         for (a, b), entry in zip(queries, out, strict=True):
             if entry is None:
                 continue
@@ -298,14 +317,27 @@ class PreferenceSourceContract:
             assert entry.source == source.name
 
     def test_empty_query_list(self, make_source, query_episodes):
-        assert make_source().label([], query_episodes) == []
+        assert answers(make_source(), [], query_episodes) == []
 
     def test_single_query_calls_are_consistent_in_length(
         self, make_source, queries, query_episodes
     ):
         source = make_source()
         for pair in queries[:5]:
-            assert len(source.label([pair], query_episodes)) == 1
+            assert len(answers(source, [pair], query_episodes)) == 1
+
+    def test_state_round_trip_reproduces_the_answers(self, make_source, queries, query_episodes):
+        import json
+
+        source = make_source()
+        answers(source, queries[:10], query_episodes)
+        saved = json.loads(json.dumps(source.state_dict()))  # what a run store keeps
+        expected = answers(source, queries[10:30], query_episodes)
+        resumed = make_source()
+        resumed.load_state_dict(saved)
+        if source.asynchronous:
+            answers(resumed, queries[:10], query_episodes)  # the queries it already had
+        assert answers(resumed, queries[10:30], query_episodes) == expected
 
 
 def _uniform_reward(seed):
@@ -313,6 +345,17 @@ def _uniform_reward(seed):
         return np.random.default_rng(1000 + seed).uniform(0.0, 10.0, size=len(obs))
 
     return reward
+
+
+class TestDelayedTeacher(PreferenceSourceContract):
+    @pytest.fixture(params=["prompt", "late"])
+    def make_source(self, request):
+        late = request.param == "late"
+        config = DelayedTeacherConfig(
+            reward_scale=10.0, mistake_prob=0.1, delay_collects=3,
+            late_fraction=0.5 if late else 0.0, late_delay_collects=20,
+        )
+        return lambda: DelayedTeacher(config)
 
 
 class TestScriptedTeacherPresets(PreferenceSourceContract):

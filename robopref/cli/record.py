@@ -44,7 +44,16 @@ def build_record(cfg: dict):
         if not simulated:
             raise ConfigError(f"task=peel needs hardware=sim, got hardware={arm_name}")
         from robopref.envs.peel import PeelConfig, PeelTask
+        from robopref.envs.peel_task import PEEL_SPLIT_SIZE
 
+        last_seed = record_cfg.seed + record_cfg.num_episodes - 1
+        if record_cfg.seed < 0 or last_seed >= PEEL_SPLIT_SIZE:
+            # Demos must come from train scenes: validation and test scenes stay unseen.
+            raise ConfigError(
+                f"record.seed={record_cfg.seed} with {record_cfg.num_episodes} episodes reaches "
+                f"scene {last_seed}, outside Peel-v0's train scenes [0, {PEEL_SPLIT_SIZE}): "
+                "choose a smaller record.seed"
+            )
         peel_cfg = build_config(PeelConfig, {"control_hz": record_cfg.fps, **cfg["peel"]}, "peel")
         task = PeelTask(peel_cfg)
     elif cfg["task"] not in ("none", None):

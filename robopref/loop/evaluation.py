@@ -16,7 +16,8 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # Rounding can leave the bounds a hair on the wrong side of p at k = 0 or k = n.
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def rate_summary(flags: list[bool]) -> dict:

@@ -25,6 +25,7 @@ Everything it uses arrives as an object; this module reads no configuration file
 from __future__ import annotations
 
 import math
+import os
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -37,6 +38,7 @@ from robopref.data import save_preferences as write_preferences
 from robopref.loop.config import LoopConfig
 from robopref.loop.evaluation import rate_summary
 from robopref.loop.labels import LabelTimeout, gather, preferences_of
+from robopref.loop.metrics import run_summary
 from robopref.loop.store import RunStore
 from robopref.policies import TrainablePolicy, average_policies, load_policy, train_bc
 from robopref.preferences import PreferenceSource, Query, QuerySelector, sample_pairs
@@ -45,8 +47,16 @@ from robopref.rewards import RewardModel, preference_accuracy
 from robopref.rollout import GaussianExploration, collect_episodes, success_rate
 from robopref.training import Trainer
 
-METRICS_FORMAT_VERSION = 2
 STEPS = ("rollout", "select", "label", "reward", "refine", "evaluate")
+
+
+def _test_pause() -> None:
+    # Kill-and-resume tests widen every step by this many seconds (before its work and
+    # between its outputs and its commit), so a kill at a random instant lands inside steps
+    # that take milliseconds. Unset outside those tests.
+    pause = float(os.environ.get("ROBOPREF_TEST_STEP_PAUSE_S", "0") or 0)
+    if pause > 0:
+        time.sleep(pause)
 
 
 def select_by_learned_return(
@@ -210,8 +220,15 @@ class PreferenceLoop:
     def select_queries(self, k: int) -> list[Query]:
         cfg = self.config
         rng = self._rng(f"round{k}/select")
+        askable = None
+        if self.source.needs_true_rewards:
+            askable = [i for i, e in self.pool.items() if np.isfinite(e.rewards).all()]
         candidates = sample_pairs(
-            self.pool, cfg.segment_length, cfg.queries_per_round * cfg.candidates_per_query, rng
+            self.pool,
+            cfg.segment_length,
+            cfg.queries_per_round * cfg.candidates_per_query,
+            rng,
+            episode_ids=askable,
         )
         model = self.reward_model if k > 1 else None
         chosen = self.selector.select(candidates, self.pool, model, cfg.queries_per_round, rng)
@@ -320,8 +337,10 @@ class PreferenceLoop:
             return self._restored.get(key)
         self.store.start(key)
         torch.manual_seed(zlib.crc32(f"{self.config.seed}/{key}".encode()))
+        _test_pause()
         value = compute()
         record = result(value) if result else (value if isinstance(value, dict) else {})
+        _test_pause()
         self.store.commit(key, record, self._restore_state())
         return value
 
@@ -463,38 +482,16 @@ class PreferenceLoop:
         final = self._restored.get("final") or (
             self.store.result("final") if self.store.done("final") else None
         )
-        bc = self.history[0] if self.history else None
-        last = self.history[-1] if self.history else None
-        test = (final or {}).get("test") or {}
-        final_test, bc_test = test.get("final") or {}, test.get("bc") or {}
-        summary = {
-            "format_version": METRICS_FORMAT_VERSION,
-            "status": status,
-            "reason": reason,
-            "task": self.task.name,
-            "seed": self.config.seed,
-            "test_success_rate": final_test.get("rate"),
-            "test_ci95": final_test.get("ci95"),
-            "bc_test_success_rate": bc_test.get("rate"),
-            "bc_test_ci95": bc_test.get("ci95"),
-            "test_improvement": (
-                final_test["rate"] - bc_test["rate"] if final_test and bc_test else None
-            ),
-            "test_episodes": final_test.get("episodes"),
-            "bc_success_rate": bc.success_rate if bc else None,
-            "refined_success_rate": (final or {}).get("final_train_success_rate"),
-            "final_policy": (final or {}).get("final_policy"),
-            "selected_round": (final or {}).get("selected_round"),
-            "validation_learned_returns": (final or {}).get("validation_learned_returns", []),
-            "last_round_success_rate": last.success_rate if last else None,
-            "reward_accuracy": last.reward_accuracy if last else None,
-            "queries": self.asked,
-            "labels": len(self.preferences),
-            "wall_time_s": self.wall_time(),
-            "rounds": [asdict(r) for r in self.history],
-            "loop_config": asdict(self.config),
-        }
-        if summary["refined_success_rate"] is not None and bc is not None:
-            summary["improvement"] = summary["refined_success_rate"] - bc.success_rate
+        summary = run_summary(
+            self.task.name,
+            self.config,
+            self.history,
+            final,
+            queries=self.asked,
+            labels=len(self.preferences),
+            wall_time_s=self.wall_time(),
+            status=status,
+            reason=reason,
+        )
         self.store.write_json("metrics.json", summary)
         return self.store.read_json("metrics.json")

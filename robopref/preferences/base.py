@@ -63,6 +63,9 @@ class PreferenceSource(ABC):  # noqa: B024
 
     name: str = "source"
     asynchronous: ClassVar[bool] = False
+    # Scripted teachers judge by ground-truth reward: the loop then asks only about episodes
+    # that have one (not, e.g., teleoperated demos recorded without a reward).
+    needs_true_rewards: ClassVar[bool] = False
 
     def label(
         self, pairs: list[tuple[Segment, Segment]], episodes: list[Episode]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robopref.data import as_pool
+from robopref.data import Preference, as_pool
 from robopref.errors import ConfigError
 from robopref.preferences.base import Answer, PreferenceSource, Query
 from robopref.preferences.teacher import ScriptedTeacher, TeacherConfig
@@ -48,6 +48,7 @@ class DelayedTeacherConfig(TeacherConfig):
 class DelayedTeacher(PreferenceSource):
     name = "delayed_teacher"
     asynchronous = True
+    needs_true_rewards = True
 
     def __init__(self, config: DelayedTeacherConfig | None = None):
         self.config = config or DelayedTeacherConfig()
@@ -88,3 +89,28 @@ class DelayedTeacher(PreferenceSource):
 
     def pending(self) -> int:
         return len(self._waiting)
+
+    def state_dict(self) -> dict:
+        waiting = [
+            [qid, at, None if a.preference is None else a.preference.to_json()]
+            for qid, (at, a) in sorted(self._waiting.items())
+        ]
+        return {
+            "teacher": self.teacher.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "collects": self.collects,
+            "seen": sorted(self._seen),
+            "waiting": waiting,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        self.teacher.load_state_dict(state["teacher"])
+        self.rng.bit_generator.state = state["rng"]
+        self.collects = int(state["collects"])
+        self._seen = set(state["seen"])
+        self._waiting = {
+            qid: (int(at), Answer(qid, None if p is None else Preference.from_json(p)))
+            for qid, at, p in state["waiting"]
+        }

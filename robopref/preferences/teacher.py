@@ -65,6 +65,7 @@ class TeacherConfig:
 
 class ScriptedTeacher(SynchronousSource):
     name = "scripted_teacher"
+    needs_true_rewards = True
 
     def __init__(self, config: TeacherConfig | None = None):
         self.config = config or TeacherConfig()
