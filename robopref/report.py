@@ -109,13 +109,14 @@ def config_name(run_dir: Path) -> str:
         config = json.loads((run_dir / "run.json").read_text()).get("config", {})
         kept = {k: v for k, v in config.items() if k not in _NOT_CONFIG}
         digest = hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:8]
-    return " ".join([*overrides, f"#{digest}"] if digest else overrides)
+    name = " ".join(overrides) or "default"
+    return f"{name} #{digest}" if digest else name
 
 
 def load_summaries(paths: list[str | Path]) -> list[dict]:
     """Every ``metrics.json`` at or below the given folders, with its run's config name,
     sorted by task, config and seed."""
-    found = []
+    found, unfinished = [], []
     for path in map(Path, paths):
         files = [path] if path.is_file() else sorted(path.rglob("metrics.json"))
         for file in files:
@@ -124,10 +125,16 @@ def load_summaries(paths: list[str | Path]) -> list[dict]:
             except (OSError, json.JSONDecodeError) as exc:
                 raise RobopError(f"{file} is unreadable ({exc}): rerun that experiment") from exc
             summary.setdefault("config_name", config_name(file.parent))
+            if summary.get("status", "finished") != "finished":
+                unfinished.append(f"{file.parent} ({summary['status']})")
+                continue
             found.append(summary)
+    if unfinished:
+        print(f"left out {len(unfinished)} unfinished run(s): {', '.join(unfinished)}")
     if not found:
         raise RobopError(
-            f"no metrics.json under {', '.join(map(str, paths))}: run 'robopref demo' first"
+            f"no finished run's metrics.json under {', '.join(map(str, paths))}: run "
+            "'robopref demo' first, or resume the unfinished ones"
         )
     return sorted(
         found, key=lambda s: (s.get("task", ""), s.get("config_name", ""), s.get("seed", 0))
@@ -154,7 +161,9 @@ def plot_run(summary: dict, out_dir: str | Path) -> list[Path]:
         ax.errorbar([last], [rate], yerr=[[rate - low], [high - rate]], fmt="s", color="C3",
                     capsize=4, label="final policy, test split (95% CI)")
         if summary.get("bc_test_success_rate") is not None:
-            ax.plot([0], [summary["bc_test_success_rate"]], "s", color="C2", label="BC, test split")
+            bc, (low, high) = summary["bc_test_success_rate"], summary["bc_test_ci95"]
+            ax.errorbar([0], [bc], yerr=[[bc - low], [high - bc]], fmt="s", color="C2",
+                        capsize=4, label="BC, test split (95% CI)")
     ax.set(
         xlabel="round (0 = behaviour cloning)",
         ylabel="success rate",

@@ -94,7 +94,7 @@ def test_checkpoint_of_another_shape_is_one_line(tmp_path):
 
 
 def test_report_without_runs_is_one_line(tmp_path):
-    assert "no metrics.json" in one_error_line(robopref("report", str(tmp_path)))
+    assert "no finished run" in one_error_line(robopref("report", str(tmp_path)))
 
 
 def _summary(task, config, seed, test):
