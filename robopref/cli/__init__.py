@@ -43,7 +43,7 @@ def print_help() -> None:
     print("usage: robopref SUBCOMMAND [key=value ...] [--multirun]\n")
     print("subcommands:")
     for name, text in SUBCOMMANDS.items():
-        print(f"  {name:<8} {text}")
+        print(f"  {name:<16} {text}")
     print("\nconfig groups (pick with group=option):")
     for group, options in _config_groups().items():
         print(f"  {group:<8} {', '.join(options)}")
