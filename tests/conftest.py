@@ -98,3 +98,18 @@ def episodes() -> list[Episode]:
 def linear_reward_episodes() -> list[Episode]:
     """Sixteen 20-step episodes whose reward is a fixed linear function of the observation."""
     return make_episodes(16, T=20, seed=100, reward_fn=linear_reward([1.0, -0.5, 0.25, 0.0, 0.0]))
+
+
+def robopref_in_process(*args: str, capsys) -> str:
+    """Run the ``robopref`` CLI in this process (lerobot is imported once per test session, not
+    per run); returns its stdout. Subprocess tests cover the real entry point."""
+    import sys
+
+    from robopref.cli import main
+
+    argv = sys.argv
+    try:
+        main(list(args))
+    finally:
+        sys.argv = argv
+    return capsys.readouterr().out

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import robopref_in_process
 
 PEEL_TINY = [
     "env=peel",
@@ -30,15 +31,7 @@ PEEL_TINY = [
 ]
 
 
-def cli(*args: str, capsys) -> str:
-    from robopref.cli import main
-
-    argv = sys.argv
-    try:
-        main(list(args))
-    finally:
-        sys.argv = argv
-    return capsys.readouterr().out
+cli = robopref_in_process
 
 
 def test_peel_runs_the_same_loop_on_the_simulated_force_arm(tmp_path, capsys):

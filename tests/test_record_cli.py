@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import robopref_in_process
 
 from robopref.data import load_episodes
 
@@ -27,19 +28,6 @@ def robopref(*args: str) -> subprocess.CompletedProcess:
         env=env,
         timeout=900,
     )
-
-
-def robopref_in_process(*args: str, capsys) -> str:
-    """Run the CLI in this process (lerobot is imported once per test session, not per run);
-    returns its stdout. The subprocess tests above cover the real entry point."""
-    from robopref.cli import main
-
-    argv = sys.argv
-    try:
-        main(list(args))
-    finally:
-        sys.argv = argv
-    return capsys.readouterr().out
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:

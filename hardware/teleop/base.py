@@ -8,6 +8,8 @@ full deflection) into ``TeleopCommand.delta_pose (6,)`` (m, rad, arm base frame)
 
 from __future__ import annotations
 
+import os
+import select
 import threading
 import time
 from abc import abstractmethod
@@ -97,6 +99,25 @@ class _DeviceTeleop(Teleop):
 
     @abstractmethod
     def _axes(self) -> tuple[np.ndarray, bool, bool]: ...
+
+    def _read_available(self, fd: int, size: int) -> bytes | None:
+        """Up to ``size`` bytes from ``fd`` after waiting at most 50 ms; ``None`` when nothing
+        came. At end of file it sets ``_eof`` (the device keeps its last state and reads
+        nothing more) and afterwards only waits."""
+        if getattr(self, "_eof", False):
+            self._stopping.wait(0.05)
+            return None
+        readable, _, _ = select.select([fd], [], [], 0.05)
+        if not readable:
+            return None
+        try:
+            data = os.read(fd, size)
+        except BlockingIOError:
+            return None
+        if not data:
+            self._eof = True
+            return None
+        return data
 
     def connect(self) -> None:
         if self.is_connected:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import select
 import struct
 from dataclasses import dataclass, field
 
@@ -114,18 +113,8 @@ class GamepadTeleop(_AnalogTeleop):
         self._fd = None
 
     def _poll(self) -> None:
-        if self._eof:
-            self._stopping.wait(0.05)
-            return
-        readable, _, _ = select.select([self._fd], [], [], 0.05)
-        if not readable:
-            return
-        try:
-            data = os.read(self._fd, JS_EVENT.size * 64)
-        except BlockingIOError:
-            return
-        if not data:
-            self._eof = True
+        data = self._read_available(self._fd, JS_EVENT.size * 64)
+        if data is None:
             return
         self._buffer += data
         whole = len(self._buffer) - len(self._buffer) % JS_EVENT.size

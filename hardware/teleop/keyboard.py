@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import sys
 import termios
 import tty
@@ -117,18 +116,8 @@ class KeyboardTeleop(_DeviceTeleop):
         self._fd = None
 
     def _poll(self) -> None:
-        if self._eof:
-            self._stopping.wait(0.05)
-            return
-        readable, _, _ = select.select([self._fd], [], [], 0.05)
-        if not readable:
-            return
-        try:
-            data = os.read(self._fd, 64)
-        except BlockingIOError:
-            return
-        if not data:
-            self._eof = True  # the key source closed: keep the last state, read nothing more
+        data = self._read_available(self._fd, 64)
+        if data is None:
             return
         with self._lock:
             for key in data.decode("latin-1"):

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from robopref.data.atomic import write_json_atomic
 from robopref.data.lerobot_io import (
     READABLE_VERSIONS,
     SIDECAR,
@@ -85,12 +86,7 @@ def _fsync_tree(root: Path, skip_inodes: set[int]) -> None:
 
 
 def _write_json_atomic(path: Path, payload) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=1, default=_json_default)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_json_atomic(path, payload, default=_json_default)
 
 
 @contextlib.contextmanager

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from robopref.data.atomic import write_json_atomic
 from robopref.data.episode import Episode, assign_ids
 from robopref.errors import DatasetError
 
@@ -381,9 +382,7 @@ def migrate_dataset(root: str | Path) -> str:
             f"{root}: {SIDECAR} lists {len(payload['episodes'])} episodes, the dataset has "
             f"{info['total_episodes']}: it was edited by another tool; re-export it"
         )
-    tmp = root / f".{SIDECAR}.migrating"
-    tmp.write_text(json.dumps(payload, indent=1, default=_json_default))
-    os.replace(tmp, root / SIDECAR)
+    write_json_atomic(root / SIDECAR, payload, default=_json_default)
     return dataset_id
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -18,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from robopref.data.atomic import write_json_atomic
 from robopref.data.episode import Episode, as_pool
 from robopref.errors import DatasetError
 
@@ -180,23 +179,11 @@ def preference_weights(preferences: list[Preference]) -> np.ndarray:
 
 def save_preferences(preferences: Iterable[Preference], path: str | Path) -> Path:
     """Write preferences as a versioned JSON file, atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format_version": PREFERENCES_FORMAT_VERSION,
         "preferences": [p.to_json() for p in preferences],
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_json_atomic(path, payload, allow_nan=False)
 
 
 def load_preferences(path: str | Path) -> list[Preference]:

@@ -25,9 +25,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from robopref.data.atomic import write_json_atomic as write_atomic
 from robopref.errors import ConfigError, RobopError
 from robopref.loop.evaluation import json_safe
 
@@ -36,18 +36,8 @@ RUN_FILE, STATE_FILE, DATASETS_FILE = "run.json", "state.json", "datasets.json"
 
 
 def write_json_atomic(path: Path, payload) -> None:
-    """Strict JSON written to a temp file, fsynced, then renamed over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(json_safe(payload), handle, indent=1, allow_nan=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Strict JSON (NaN written as null) written atomically over ``path``."""
+    write_atomic(path, json_safe(payload), allow_nan=False)
 
 
 def _first_difference(old, new, prefix: str = "") -> str | None:
