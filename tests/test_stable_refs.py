@@ -22,7 +22,7 @@ from robopref.data import (
     load_episodes,
     save_episodes,
 )
-from robopref.errors import DatasetError
+from robopref.errors import DatasetError, RobopError
 from robopref.loop import RunStore, load_run_episodes
 
 TESTS = Path(__file__).parent
@@ -151,7 +151,7 @@ def test_run_store_names_its_datasets_relative_to_the_run(tmp_path):
     store.register_dataset(episodes[0].dataset_id, store.path("datasets", "demos"))
     assert store.datasets() == {episodes[0].dataset_id: "datasets/demos"}
     shutil.rmtree(store.path("datasets", "demos"))
-    with pytest.raises(Exception, match="missing"):
+    with pytest.raises(RobopError, match="missing"):
         load_run_episodes(tmp_path / "run")
 
 

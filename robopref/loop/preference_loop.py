@@ -36,7 +36,7 @@ import torch
 from robopref.data import Episode, Preference, load_episodes, load_preferences, save_episodes
 from robopref.data import save_preferences as write_preferences
 from robopref.loop.config import LoopConfig
-from robopref.loop.evaluation import rate_summary
+from robopref.loop.evaluation import json_safe, rate_summary
 from robopref.loop.labels import LabelTimeout, gather, preferences_of
 from robopref.loop.metrics import run_summary
 from robopref.loop.store import RunStore
@@ -370,6 +370,7 @@ class PreferenceLoop:
         if "bc" in done:
             self.policy = load_policy(store.path("checkpoints", "policy_bc"))
             self._restored["bc"] = self.policy
+        last_reward = 0
         for k in range(0, self.config.rounds + 1):
             if k and f"round{k}/rollout" in done:
                 self._restored[f"round{k}/rollout"] = self._load_dataset(f"rollouts_round{k}")
@@ -381,8 +382,7 @@ class PreferenceLoop:
                 self._restored[f"round{k}/label"] = store.result(f"round{k}/label")
             if k and f"round{k}/reward" in done:
                 self._restored[f"round{k}/reward"] = store.result(f"round{k}/reward")
-                path = store.path("checkpoints", f"reward_round{k}")
-                self.reward_model = type(self.reward_model).load(path, self.reward_model.trainer)
+                last_reward = k
             if k and f"round{k}/refine" in done:
                 policy = load_policy(store.path("checkpoints", f"policy_round{k}"))
                 self.round_policies.append(policy)
@@ -395,6 +395,9 @@ class PreferenceLoop:
                 if self.validation_env is not None and self.config.validation_episodes:
                     policy = self.round_policies[k - 1] if k else self.policy
                     self.validation.append(self._validate(policy))
+        if last_reward:  # only the latest reward model is needed from here on
+            path = store.path("checkpoints", f"reward_round{last_reward}")
+            self.reward_model = type(self.reward_model).load(path, self.reward_model.trainer)
         if "final" in done:
             self._restored["final"] = store.result("final")
         print(f"resuming {store.root}: {len(done)} steps done", flush=True)
@@ -479,9 +482,7 @@ class PreferenceLoop:
 
     def write_metrics(self, status: str, reason: str | None = None) -> dict:
         """Write ``metrics.json`` (strict JSON) from what is known so far; returns it."""
-        final = self._restored.get("final") or (
-            self.store.result("final") if self.store.done("final") else None
-        )
+        final = self.store.result("final") if self.store.done("final") else None
         summary = run_summary(
             self.task.name,
             self.config,
@@ -494,4 +495,4 @@ class PreferenceLoop:
             reason=reason,
         )
         self.store.write_json("metrics.json", summary)
-        return self.store.read_json("metrics.json")
+        return json_safe(summary)

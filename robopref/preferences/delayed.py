@@ -10,7 +10,7 @@ teacher's (all six B-Pref behaviours).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -72,14 +72,7 @@ class DelayedTeacher(PreferenceSource):
             delay = cfg.late_delay_collects if late else cfg.delay_collects
             preference = self.teacher.label([(query.first, query.second)], pool)[0]
             if preference is not None:
-                preference = type(preference)(
-                    preference.first,
-                    preference.second,
-                    preference.target,
-                    preference.weight,
-                    source=self.name,
-                    annotator="simulated",
-                )
+                preference = replace(preference, source=self.name, annotator="simulated")
             self._waiting[query.id] = (self.collects + delay, Answer(query.id, preference))
 
     def collect(self) -> list[Answer]:
