@@ -28,6 +28,7 @@ def test_every_declared_dependency_is_imported_somewhere():
     import_names = {
         "hydra-core": "hydra",
         "lerobot[dataset]": "lerobot",
+        "pot": "ot",
         "tensorboard": "torch.utils.tensorboard",  # torch's writer needs the package
     }
     sources = "\n".join(

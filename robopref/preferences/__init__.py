@@ -24,6 +24,10 @@ PREFERENCE_SOURCES = Registry(
             "robopref.preferences.delayed:DelayedTeacherConfig",
             "robopref.preferences.delayed:DelayedTeacher",
         ),
+        "transfer": (
+            "robopref.preferences.transfer.source:TransferConfig",
+            "robopref.preferences.transfer.source:TransferSource",
+        ),
     },
 )
 

@@ -3,6 +3,7 @@
 from robopref.registry import Registry
 from robopref.rewards.base import RewardModel
 from robopref.rewards.ensemble import BTEnsemble, EnsembleConfig, StackedMLP
+from robopref.rewards.gaussian import GaussianReward, GaussianRewardConfig
 from robopref.rewards.metrics import preference_accuracy
 
 # The one registry of reward models.
@@ -12,7 +13,11 @@ REWARD_MODELS = Registry(
         "bt_ensemble": (
             "robopref.rewards.ensemble:EnsembleConfig",
             "robopref.rewards.ensemble:BTEnsemble",
-        )
+        ),
+        "gaussian": (
+            "robopref.rewards.gaussian:GaussianRewardConfig",
+            "robopref.rewards.gaussian:GaussianReward",
+        ),
     },
 )
 
@@ -20,6 +25,8 @@ __all__ = [
     "REWARD_MODELS",
     "BTEnsemble",
     "EnsembleConfig",
+    "GaussianReward",
+    "GaussianRewardConfig",
     "RewardModel",
     "StackedMLP",
     "preference_accuracy",

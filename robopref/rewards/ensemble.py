@@ -108,6 +108,38 @@ class StackedMLP(nn.Module):
         return h.squeeze(-1)
 
 
+def preference_data(
+    model: nn.Module, preferences: list[Preference], episodes
+) -> dict[str, torch.Tensor]:
+    """Trainer data for ``preferences``: ``obs (N, 2, L, obs_dim)``, ``act (N, 2, L, act_dim)``,
+    ``target (N,)``, ``weight (N,)``.
+
+    At ``model``'s first fit, sets its input normaliser (buffers ``in_mean``, ``in_std``,
+    ``normalizer_set``) from these pairs; it stays frozen afterwards.
+    """
+    if not preferences:
+        raise ValueError("reward model fit needs at least one labelled preference")
+    if not any(p.weight > 0 for p in preferences):
+        raise ValueError("every preference has weight 0: nothing to fit")
+    pairs = [(p.first, p.second) for p in preferences]
+    obs, act = segment_pair_arrays(pairs, as_pool(episodes))
+    if not bool(model.normalizer_set):
+        flat = np.concatenate(
+            [obs.reshape(-1, obs.shape[-1])]
+            + ([act.reshape(-1, act.shape[-1])] if model.config.use_actions else []),
+            axis=-1,
+        )
+        model.in_mean.copy_(torch.as_tensor(flat.mean(0)))
+        model.in_std.copy_(torch.as_tensor(flat.std(0)).clamp_min(1e-3))
+        model.normalizer_set.fill_(True)
+    return {
+        "obs": torch.as_tensor(obs),
+        "act": torch.as_tensor(act),
+        "target": torch.as_tensor(preference_targets(preferences)),
+        "weight": torch.as_tensor(preference_weights(preferences)),
+    }
+
+
 class BTEnsemble(nn.Module, RewardModel):
     """An ensemble of per-step reward MLPs trained with the Bradley–Terry loss.
 
@@ -169,28 +201,7 @@ class BTEnsemble(nn.Module, RewardModel):
         return loss, {"train_accuracy": float(hits.mean()) if hits.numel() else float("nan")}
 
     def fit(self, preferences: list[Preference], episodes) -> dict[str, float]:
-        if not preferences:
-            raise ValueError("reward model fit needs at least one labelled preference")
-        if not any(p.weight > 0 for p in preferences):
-            raise ValueError("every preference has weight 0: nothing to fit")
-        pairs = [(p.first, p.second) for p in preferences]
-        obs, act = segment_pair_arrays(pairs, as_pool(episodes))
-        if not bool(self.normalizer_set):
-            flat = np.concatenate(
-                [obs.reshape(-1, obs.shape[-1])]
-                + ([act.reshape(-1, act.shape[-1])] if self.config.use_actions else []),
-                axis=-1,
-            )
-            self.in_mean.copy_(torch.as_tensor(flat.mean(0)))
-            self.in_std.copy_(torch.as_tensor(flat.std(0)).clamp_min(1e-3))
-            self.normalizer_set.fill_(True)
-        data = {
-            "obs": torch.as_tensor(obs),
-            "act": torch.as_tensor(act),
-            "target": torch.as_tensor(preference_targets(preferences)),
-            "weight": torch.as_tensor(preference_weights(preferences)),
-        }
-        return self.trainer.fit(self, self.bt_loss, data)
+        return self.trainer.fit(self, self.bt_loss, preference_data(self, preferences, episodes))
 
     def save(self, path) -> Path:
         """A checkpoint folder (safetensors weights + JSON config + format version)."""

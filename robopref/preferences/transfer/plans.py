@@ -1,0 +1,218 @@
+"""Gromov-Wasserstein plans between a source and a target set of segments, solved with POT.
+
+Solvers (``GWConfig.solver``):
+
+- ``exact``: conditional gradient (``ot.gromov.gromov_wasserstein``), a sparse plan;
+- ``entropic``: projected gradient with Sinkhorn projections
+  (``ot.gromov.entropic_gromov_wasserstein``, warm-started duals), a diffuse plan;
+- ``fused``: fused GW (``ot.gromov.fused_gromov_wasserstein``) with a cross-task feature
+  cost, for tasks whose representations live in one space;
+- ``lowrank``: low-rank GW on the features (``ot.gromov.lowrank_gromov_wasserstein_samples``),
+  the scaling path: the plan is ``Q diag(1/g) R^T`` and is never formed as an ``n x n`` matrix.
+
+``backend="torch"`` hands POT torch tensors (on ``device``), so the same code runs on a GPU.
+A plan that did not converge (NaN entries, or marginals off by more than ``marginal_tol``)
+raises ``PlanNotConverged`` and is never used.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from robopref.errors import ConfigError
+from robopref.preferences.transfer.representations import TransferError
+
+SOLVERS = ("exact", "entropic", "fused", "lowrank")
+
+
+class PlanNotConverged(TransferError):
+    """The solver returned a plan that is not a coupling of the two sets."""
+
+
+@dataclass
+class GWConfig:
+    """Gromov-Wasserstein solver settings.
+
+    Attributes:
+        solver: exact | entropic | fused | lowrank.
+        epsilon: entropic regularisation (costs are normalised to a maximum of 1).
+        alpha: fused GW's weight on the structure term (1 = plain GW, 0 = plain OT).
+        rank: rank of the low-rank plan.
+        max_iter: outer iterations of the solver.
+        sinkhorn_iter: Sinkhorn iterations per entropic step (warm-started, so few suffice).
+        tol: the solver's relative stopping tolerance.
+        marginal_tol: largest L1 error of a plan's marginals accepted as converged.
+        backend: numpy | torch.
+        device: torch device for ``backend=torch`` (cpu, cuda, auto).
+        seed: seeds the low-rank initialisation.
+    """
+
+    solver: str = "entropic"
+    epsilon: float = 0.01
+    alpha: float = 0.5
+    rank: int = 50
+    max_iter: int = 100
+    sinkhorn_iter: int = 50
+    tol: float = 1e-5
+    marginal_tol: float = 1e-2
+    backend: str = "numpy"
+    device: str = "cpu"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.solver not in SOLVERS:
+            raise ConfigError(f"unknown GW solver '{self.solver}': use one of {list(SOLVERS)}")
+        if self.backend not in ("numpy", "torch"):
+            raise ConfigError(f"GW backend must be numpy or torch, got '{self.backend}'")
+        if not self.epsilon > 0:
+            raise ConfigError(f"GW epsilon must be > 0, got {self.epsilon}")
+        if not 0 <= self.alpha <= 1:
+            raise ConfigError(f"fused GW alpha must lie in [0, 1], got {self.alpha}")
+        if self.rank < 1 or self.max_iter < 1:
+            raise ConfigError("GW rank and max_iter must be >= 1")
+
+
+class Plan:
+    """A coupling ``T (n_source, n_target)`` between source and target segments."""
+
+    shape: tuple[int, int]
+    info: dict
+
+    def columns(self, index: np.ndarray) -> np.ndarray:
+        """``T[:, index]`` as ``(n_source, len(index))`` float64."""
+        raise NotImplementedError
+
+    def dense(self) -> np.ndarray:
+        return self.columns(np.arange(self.shape[1]))
+
+
+class DensePlan(Plan):
+    def __init__(self, matrix: np.ndarray, info: dict | None = None):
+        self.matrix = np.asarray(matrix, dtype=np.float64)
+        self.shape = self.matrix.shape
+        self.info = info or {}
+
+    def columns(self, index) -> np.ndarray:
+        return self.matrix[:, np.asarray(index)]
+
+
+class LowRankPlan(Plan):
+    """``T = Q diag(1 / g) R^T`` with ``Q (n_s, r)``, ``R (n_t, r)``, ``g (r,)``."""
+
+    def __init__(self, q: np.ndarray, r: np.ndarray, g: np.ndarray, info: dict | None = None):
+        self.q, self.r, self.g = (np.asarray(x, dtype=np.float64) for x in (q, r, g))
+        self.shape = (len(self.q), len(self.r))
+        self.info = info or {}
+
+    def columns(self, index) -> np.ndarray:
+        return self.q @ (self.r[np.asarray(index)] / self.g).T
+
+
+def _to_backend(array: np.ndarray, config: GWConfig):
+    if config.backend == "numpy":
+        return np.asarray(array, dtype=np.float32)
+    device = config.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.as_tensor(np.asarray(array, dtype=np.float32), device=device)
+
+
+def _to_numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().double().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def check_coupling(plan: Plan, config: GWConfig) -> None:
+    """Raise ``PlanNotConverged`` unless ``plan`` is finite with uniform marginals."""
+    n_s, n_t = plan.shape
+    row = np.zeros(n_s)
+    col = np.zeros(n_t)
+    for begin in range(0, n_t, 1024):
+        block = plan.columns(np.arange(begin, min(begin + 1024, n_t)))
+        if not np.isfinite(block).all():
+            raise PlanNotConverged(
+                f"the {config.solver} GW plan has NaN/inf entries (epsilon={config.epsilon} "
+                "underflows on these costs): raise transfer.gw.epsilon or use solver=exact"
+            )
+        row += block.sum(1)
+        col[begin : begin + len(block[0])] = block.sum(0)
+    error = float(np.abs(row - 1.0 / n_s).sum() + np.abs(col - 1.0 / n_t).sum())
+    plan.info["marginal_error"] = error
+    if error > config.marginal_tol:
+        raise PlanNotConverged(
+            f"the {config.solver} GW plan did not converge (marginal error {error:.3g} > "
+            f"{config.marginal_tol}): raise transfer.gw.max_iter (now {config.max_iter}) or "
+            "epsilon"
+        )
+
+
+def solve_plan(
+    source_costs: np.ndarray | None,
+    target_costs: np.ndarray | None,
+    config: GWConfig,
+    cross_costs: np.ndarray | None = None,
+    source_features: np.ndarray | None = None,
+    target_features: np.ndarray | None = None,
+) -> Plan:
+    """The GW plan between source and target (uniform weights on both sets).
+
+    ``source_costs (n_s, n_s)`` and ``target_costs (n_t, n_t)`` are normalised intra-task
+    distances; ``cross_costs (n_s, n_t)`` is needed by ``fused``; ``lowrank`` works on the
+    features ``(n_s, D_s)`` and ``(n_t, D_t)`` instead of the cost matrices.
+    """
+    import ot
+
+    started = time.perf_counter()
+    info: dict = {"solver": config.solver, "backend": config.backend}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if config.solver == "lowrank":
+            if source_features is None or target_features is None:
+                raise TransferError(
+                    "solver=lowrank needs segment features: use representation=pooled or learned"
+                )
+            xs, xt = _to_backend(source_features, config), _to_backend(target_features, config)
+            rank = min(config.rank, len(source_features), len(target_features))
+            q, r, g, log = ot.gromov.lowrank_gromov_wasserstein_samples(
+                xs, xt, rank=rank, numItermax=config.max_iter, seed_init=config.seed, log=True
+            )
+            plan: Plan = LowRankPlan(_to_numpy(q), _to_numpy(r), _to_numpy(g), info)
+            info["gw_value"] = float(_to_numpy(log["value"]))
+        else:
+            cs, ct = _to_backend(source_costs, config), _to_backend(target_costs, config)
+            p = ot.unif(cs.shape[0], type_as=cs)
+            q = ot.unif(ct.shape[0], type_as=ct)
+            if config.solver == "exact":
+                matrix, log = ot.gromov.gromov_wasserstein(
+                    cs, ct, p, q, log=True, max_iter=config.max_iter * 100, tol_rel=config.tol
+                )
+            elif config.solver == "entropic":
+                matrix, log = ot.gromov.entropic_gromov_wasserstein(
+                    cs, ct, p, q, epsilon=config.epsilon, max_iter=config.max_iter,
+                    tol=config.tol, warmstart=True, log=True,
+                    numItermax=config.sinkhorn_iter, stopThr=1e-6,
+                )
+            else:
+                if cross_costs is None:
+                    raise TransferError(
+                        "solver=fused needs a cross-task feature cost, which needs matching "
+                        "observation spaces: use solver=entropic or exact"
+                    )
+                m = _to_backend(cross_costs, config)
+                matrix, log = ot.gromov.fused_gromov_wasserstein(
+                    m, cs, ct, p, q, alpha=config.alpha, log=True,
+                    max_iter=config.max_iter * 100, tol_rel=config.tol,
+                )
+            plan = DensePlan(_to_numpy(matrix), info)
+            value = log.get("gw_dist", log.get("fgw_dist"))
+            info["gw_value"] = float(_to_numpy(value)) if value is not None else float("nan")
+    info["solver_warnings"] = sorted({str(w.message).splitlines()[0] for w in caught})
+    info["time_s"] = time.perf_counter() - started
+    check_coupling(plan, config)
+    return plan

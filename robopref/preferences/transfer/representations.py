@@ -1,0 +1,132 @@
+"""Segment representations and the distance matrices inside one task that GW compares.
+
+Transfer runs over **segments** (fixed-length windows of episodes, the units the loop asks
+about), not whole trajectories: each node of a plan is one segment. Gromov-Wasserstein needs
+only distances *inside* each task, so the source and target may have different observation
+spaces; a cross-task cost (fused GW, the learned representation) needs matching ones.
+
+Representations of a set of ``N`` segments with observations ``(N, L, obs_dim)``:
+
+- ``pooled``: the time-mean of the observation and its change over the segment (last minus
+  first), ``(N, 2 * obs_dim)``, standardised per dimension within the set; Euclidean distance.
+- ``dtw``: dynamic time warping between the standardised observation sequences, resampled to
+  ``dtw_points`` steps (O(N^2 dtw_points^2), vectorised over all pairs).
+- ``learned``: the time-mean of a reward model's last hidden layer (``hidden_features``) on
+  ``(o_t, a_t)``, standardised; Euclidean. With the *source* task's model this applies to the
+  target only when observation and action spaces match.
+
+Every cost matrix is divided by its largest entry, so solver settings (entropic epsilon) mean
+the same on every task.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from robopref.errors import ConfigError, RobopError
+
+REPRESENTATIONS = ("pooled", "dtw", "learned")
+
+
+class TransferError(RobopError):
+    """Transfer cannot go on with these inputs (one line naming the fix)."""
+
+
+def standardise(features: np.ndarray) -> np.ndarray:
+    """Per-dimension z-score of ``(N, D)`` features within the set; constant dimensions
+    become 0."""
+    features = np.asarray(features, dtype=np.float64)
+    std = features.std(0)
+    return ((features - features.mean(0)) / np.where(std > 1e-8, std, 1.0)).astype(np.float32)
+
+
+def pooled_features(obs: np.ndarray) -> np.ndarray:
+    """``(N, L, obs_dim)`` -> ``(N, 2 * obs_dim)``: time-mean and last-minus-first, standardised."""
+    obs = np.asarray(obs, dtype=np.float32)
+    return standardise(np.concatenate([obs.mean(1), obs[:, -1] - obs[:, 0]], axis=1))
+
+
+def learned_features(model, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
+    """Time-pooled hidden features of reward ``model`` (``hidden_features(obs, act)`` ->
+    ``(N, L, H)``), standardised: ``(N, H)``."""
+    if not hasattr(model, "hidden_features"):
+        raise ConfigError(
+            f"representation=learned needs a reward model with hidden_features; "
+            f"{type(model).__name__} has none: use representation=pooled"
+        )
+    if obs.shape[-1] != model.obs_dim or act.shape[-1] != model.act_dim:
+        raise TransferError(
+            f"the reward model takes obs/act dims {model.obs_dim}/{model.act_dim}, these segments "
+            f"have {obs.shape[-1]}/{act.shape[-1]}: a source model's features apply only when "
+            "observation spaces match; use representation=pooled or dtw"
+        )
+    return standardise(model.hidden_features(obs, act).mean(1))
+
+
+def euclidean_costs(features: np.ndarray) -> np.ndarray:
+    """Pairwise Euclidean distances ``(N, N)`` of ``(N, D)`` features (float32)."""
+    f = torch.as_tensor(np.asarray(features, dtype=np.float32))
+    return torch.cdist(f, f).numpy()
+
+
+def dtw_costs(obs: np.ndarray, points: int = 10) -> np.ndarray:
+    """DTW distance between every pair of ``(N, L, obs_dim)`` sequences, each resampled to
+    ``points`` steps after standardising every observation dimension over the set: ``(N, N)``."""
+    obs = np.asarray(obs, dtype=np.float32)
+    n, length, dim = obs.shape
+    index = np.linspace(0, length - 1, min(points, length)).round().astype(int)
+    seq = standardise(obs.reshape(n * length, dim)).reshape(n, length, dim)[:, index]
+    s = torch.as_tensor(seq)
+    m = len(index)
+    # Local cost between step a of segment i and step b of segment j: (m, m, N, N).
+    local = torch.stack(
+        [torch.stack([torch.cdist(s[:, a], s[:, b]) for b in range(m)]) for a in range(m)]
+    )
+    acc = torch.full((m + 1, m + 1, n, n), float("inf"))
+    acc[0, 0] = 0.0
+    for a in range(1, m + 1):
+        for b in range(1, m + 1):
+            best = torch.minimum(torch.minimum(acc[a - 1, b], acc[a, b - 1]), acc[a - 1, b - 1])
+            acc[a, b] = local[a - 1, b - 1] + best
+    costs = acc[m, m]
+    return (0.5 * (costs + costs.T)).numpy()
+
+
+def normalised(costs: np.ndarray, what: str) -> np.ndarray:
+    """``costs`` divided by its largest entry, after checking it is a finite square matrix."""
+    costs = np.asarray(costs, dtype=np.float32)
+    if costs.ndim != 2 or costs.shape[0] != costs.shape[1]:
+        raise TransferError(f"{what} distance matrix must be square, got shape {costs.shape}")
+    if not np.isfinite(costs).all():
+        raise TransferError(
+            f"{what} distance matrix has NaN or inf entries: check the segments' observations "
+            "(non-finite sensor values) or use representation=pooled"
+        )
+    top = float(costs.max())
+    return costs / top if top > 0 else costs
+
+
+def intra_task_costs(
+    representation: str,
+    obs: np.ndarray,
+    act: np.ndarray,
+    what: str,
+    dtw_points: int = 10,
+    model=None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The normalised ``(N, N)`` cost matrix of one task's segments and the features it came
+    from (``None`` for DTW, which has none)."""
+    if len(obs) == 0:
+        raise TransferError(f"the {what} set has no segments: roll out episodes on it first")
+    if representation == "pooled":
+        features = pooled_features(obs)
+        return normalised(euclidean_costs(features), what), features
+    if representation == "learned":
+        features = learned_features(model, obs, act)
+        return normalised(euclidean_costs(features), what), features
+    if representation == "dtw":
+        return normalised(dtw_costs(obs, dtw_points), what), None
+    raise ConfigError(
+        f"unknown transfer representation '{representation}': use one of {list(REPRESENTATIONS)}"
+    )
