@@ -26,6 +26,7 @@ bench: setup
 	.venv/bin/python benchmarks/reward_ensemble_throughput.py
 	.venv/bin/python benchmarks/sim_arm_steps.py
 	.venv/bin/python benchmarks/control_loop_rate.py
+	.venv/bin/python benchmarks/gw_scaling.py
 
 clean:
 	rm -rf .venv runs outputs multirun
