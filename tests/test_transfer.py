@@ -281,3 +281,18 @@ def test_transfer_between_tasks_with_one_structure_beats_chance():
     truth = np.array([a.rewards(target).sum() - b.rewards(target).sum() for a, b in pairs])
     accuracy = np.mean((z > 0.5) == (truth > 0))
     assert accuracy > 0.8, accuracy
+
+
+def test_learned_representation_uses_a_reward_models_hidden_features():
+    from test_gaussian_reward import gaussian
+
+    bank = source_bank(obs_dim=5)  # the test model takes 5-d observations
+    model = gaussian()
+    target = structured_episodes(6, 5, 300)
+    pairs = sample_pairs(target, 10, 10, np.random.default_rng(0))
+    source = TransferSource(TransferConfig(representation="learned", target_nodes=30),
+                            bank=bank, reward_model=model)
+    assert len(source.label(pairs, target)) == 10
+    other = structured_episodes(4, 3, 301)
+    with pytest.raises(TransferError, match="observation spaces match"):
+        source.label(sample_pairs(other, 10, 3, np.random.default_rng(0)), other)

@@ -154,6 +154,18 @@ class GaussianReward(nn.Module, RewardModel):
             )
         return mu.float().cpu().numpy(), log_std.float().exp().cpu().numpy()
 
+    @torch.no_grad()
+    def hidden_features(self, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
+        """The trunk's last hidden layer ``(B, T, H)``: the ``learned`` transfer
+        representation."""
+        device = self.in_mean.device
+        self.eval()
+        h = self.trunk(self._inputs(
+            torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=device),
+            torch.as_tensor(np.asarray(act), dtype=torch.float32, device=device),
+        ))
+        return h.float().cpu().numpy()
+
     def member_rewards(self, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
         """The refinement reward ``(1, B, T)``: ``mu`` or ``mu - pessimism_k * sigma``."""
         mu, sigma = self.reward_mean_std(obs, act)
