@@ -296,3 +296,16 @@ def test_learned_representation_uses_a_reward_models_hidden_features():
     other = structured_episodes(4, 3, 301)
     with pytest.raises(TransferError, match="observation spaces match"):
         source.label(sample_pairs(other, 10, 3, np.random.default_rng(0)), other)
+
+
+def test_fused_gw_needs_matching_spaces_and_answers_with_them():
+    bank = source_bank(obs_dim=3)
+    config = TransferConfig(target_nodes=40, gw={"solver": "fused"})
+    same = structured_episodes(6, 3, 400)
+    pairs = sample_pairs(same, 10, 10, np.random.default_rng(0))
+    assert any(p is not None for p in TransferSource(config, bank=bank).label(pairs, same))
+    other = structured_episodes(6, 4, 401)
+    with pytest.raises(TransferError, match="features of one size"):
+        TransferSource(config, bank=bank).label(
+            sample_pairs(other, 10, 3, np.random.default_rng(0)), other
+        )

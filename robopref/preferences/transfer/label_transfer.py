@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import expit
 
 from robopref.errors import ConfigError
 
@@ -92,7 +93,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def sharpen(z: np.ndarray, temperature: float) -> np.ndarray:
     """``sigmoid(temperature * logit(z))``; NaN stays NaN."""
-    return 1.0 / (1.0 + np.exp(-temperature * _logit(z)))
+    return expit(temperature * _logit(z))
 
 
 def rank_normalise(z: np.ndarray) -> np.ndarray:

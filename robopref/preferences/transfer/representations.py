@@ -70,6 +70,17 @@ def euclidean_costs(features: np.ndarray) -> np.ndarray:
     return torch.cdist(f, f).numpy()
 
 
+def cross_costs(source_features: np.ndarray, target_features: np.ndarray) -> np.ndarray:
+    """Euclidean distances ``(n_s, n_t)`` between two tasks' features of one size, divided by
+    the largest (fused GW's cross-task term)."""
+    costs = torch.cdist(
+        torch.as_tensor(np.asarray(source_features, dtype=np.float32)),
+        torch.as_tensor(np.asarray(target_features, dtype=np.float32)),
+    ).numpy()
+    top = float(costs.max())
+    return costs / top if top > 0 else costs
+
+
 def dtw_costs(obs: np.ndarray, points: int = 10) -> np.ndarray:
     """DTW distance between every pair of ``(N, L, obs_dim)`` sequences, each resampled to
     ``points`` steps after standardising every observation dimension over the set: ``(N, N)``."""

@@ -32,9 +32,8 @@ from robopref.preferences.transfer.plans import GWConfig, Plan, solve_plan
 from robopref.preferences.transfer.representations import (
     REPRESENTATIONS,
     TransferError,
-    euclidean_costs,
+    cross_costs,
     intra_task_costs,
-    normalised,
     standardise,
 )
 from robopref.registry import build_config
@@ -141,8 +140,8 @@ class SourceBank:
 class TransferSource(SynchronousSource):
     """Labels target pairs by GW transfer from a ``SourceBank``.
 
-    ``last`` holds the latest call's plan, calibration temperature and solver info (the CLI
-    plots the plan from it).
+    ``last`` holds the latest call's plan, plain and calibrated labels and solver info, for
+    plots and diagnostics.
     """
 
     name = "transfer"
@@ -185,9 +184,8 @@ class TransferSource(SynchronousSource):
             self._source_costs = self._costs(self.bank.obs, self.bank.act, "source")
         return self._source_costs
 
-    def plan(self, target_obs: np.ndarray, target_act: np.ndarray) -> tuple[Plan, np.ndarray]:
-        """The plan between the source nodes and target segments ``(n_t, L, obs_dim)``;
-        returns the plan and the target features."""
+    def plan(self, target_obs: np.ndarray, target_act: np.ndarray) -> Plan:
+        """The plan between the source nodes and target segments ``(n_t, L, obs_dim)``."""
         source_c, source_f = self.source_costs()
         target_c, target_f = self._costs(target_obs, target_act, "target")
         cross = None
@@ -198,13 +196,9 @@ class TransferSource(SynchronousSource):
                     "solver=fused needs source and target features of one size (matching "
                     "observation spaces, representation pooled or learned): use solver=entropic"
                 )
-            both = standardise(np.concatenate([self.bank_raw_features(), target_f]))
-            cross = normalised(euclidean_costs(both), "cross-task")[: len(source_f),
-                                                                     len(source_f):]
-        return solve_plan(source_c, target_c, gw, cross, source_f, target_f), target_f
-
-    def bank_raw_features(self):
-        return self.source_costs()[1]
+            both = standardise(np.concatenate([source_f, target_f]))
+            cross = cross_costs(both[: len(source_f)], both[len(source_f) :])
+        return solve_plan(source_c, target_c, gw, cross, source_f, target_f)
 
     def temperature(self) -> float:
         """Sharpening temperature from self-transfer between two halves of the source."""
@@ -276,7 +270,7 @@ class TransferSource(SynchronousSource):
         segments = list(nodes)
         obs = np.stack([s.observations(pool) for s in segments])
         act = np.stack([s.actions(pool) for s in segments])
-        plan, _ = self.plan(obs, act)
+        plan = self.plan(obs, act)
         first = np.array([nodes[a] for a, _ in pairs])
         second = np.array([nodes[b] for _, b in pairs])
         plain = transfer_labels(plan, self.bank.labels, first, second)
