@@ -359,3 +359,22 @@ def test_preference_accuracy_leaves_out_ties():
     assert math.isnan(preference_accuracy(LinearRewardModel(), [tie], eps))
     decided = (Segment(eid(0), 0, 5), Segment(eid(1), 0, 5))
     assert preference_accuracy(LinearRewardModel(), [tie, decided], eps) == 1.0
+
+
+def test_hidden_features_are_what_the_output_layer_reads():
+    """Each member's slice of ``hidden_features`` fed through that member's output layer
+    gives its (pre-bound) reward: the features are the last hidden layer, not another."""
+    import torch
+
+    model = ensemble(members=3, hidden=(16, 8), output_bound=0.0)
+    model.in_mean.normal_()
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(4, 5, model.obs_dim)).astype(np.float32)
+    act = rng.normal(size=(4, 5, model.act_dim)).astype(np.float32)
+    h = model.hidden_features(obs, act)
+    assert h.shape == (4, 5, 3 * 8)
+    last = [name for name in model.stack.layers if isinstance(name, str)][-1]
+    per_member = torch.as_tensor(h).reshape(4, 5, 3, 8)
+    rewards = torch.einsum("btmh,mho->mbt", per_member, model.stack.weight[last].detach()) + \
+        model.stack.bias[last].detach().reshape(3, 1, 1)
+    np.testing.assert_allclose(rewards.numpy(), model.member_rewards(obs, act), atol=1e-5)

@@ -309,3 +309,55 @@ def test_fused_gw_needs_matching_spaces_and_answers_with_them():
         TransferSource(config, bank=bank).label(
             sample_pairs(other, 10, 3, np.random.default_rng(0)), other
         )
+
+
+def test_label_scores_by_hand():
+    from robopref.preferences.transfer.evaluation import label_scores
+
+    truth = np.array([1.0, 0.0, 1.0, 0.0, 0.5])  # the tie is left out
+    z = np.array([0.9, 0.6, np.nan, 0.2, 0.7])
+    s = label_scores(z, truth)
+    assert s["pairs"] == 4 and s["coverage"] == 0.75
+    assert s["accuracy"] == pytest.approx((1 + 0 + 0.5 + 1) / 4)  # no answer = coin flip
+    assert s["answered_accuracy"] == pytest.approx(2 / 3)
+    assert s["top_half_accuracy"] == 1.0  # 0.9 and 0.2 are the most confident, both right
+    assert s["ece"] == pytest.approx(expected_calibration_error(z, truth))
+
+
+def test_random_plan_is_a_coupling_that_carries_no_labels():
+    from robopref.preferences.transfer.evaluation import label_scores, random_plan
+
+    plan = random_plan(30, 50, np.random.default_rng(0))
+    np.testing.assert_allclose(plan.dense().sum(1), 1 / 30, rtol=1e-6)
+    np.testing.assert_allclose(plan.dense().sum(0), 1 / 50, rtol=1e-4)
+    labels = random_labels(30, 400)
+    rng = np.random.default_rng(1)
+    first, second = rng.integers(0, 50, 2000), rng.integers(0, 50, 2000)
+    truth = rng.integers(0, 2, 2000).astype(float)
+    z = transfer_labels(plan, labels, first, second)
+    assert abs(label_scores(z, truth)["accuracy"] - 0.5) < 0.05
+
+
+def test_reward_rows_with_perfect_transferred_labels_match_oracle_ones():
+    """Transferred labels equal to the oracle's: the subset-plus-transfer reward scores like
+    the all-oracle one."""
+    from test_rewards import ensemble
+
+    from robopref.preferences.transfer.evaluation import oracle_truth, reward_rows
+
+    episodes = structured_episodes(40, 5, 500)  # the test models take 5-d observations
+    train = sample_pairs(episodes, 10, 200, np.random.default_rng(0))
+    heldout = sample_pairs(episodes, 10, 200, np.random.default_rng(1))
+    truth = oracle_truth(train, episodes)
+
+    def make(name, seed):
+        if name == "gaussian":
+            from test_gaussian_reward import gaussian
+
+            return gaussian(steps=150, seed=seed)
+        return ensemble(seed=seed, steps=150)
+
+    rows = reward_rows(make, train, truth, heldout, episodes, 0.1, 0.2, [0, 1])
+    assert rows["oracle_subset_plus_transfer"] == pytest.approx(rows["oracle_all"], abs=0.03)
+    assert rows["transfer_only"] == pytest.approx(rows["oracle_all"], abs=0.03)
+    assert len(rows["gaussian_minus_bt"]) == 2

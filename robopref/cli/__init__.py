@@ -2,6 +2,8 @@
 
 robopref demo [overrides...] [--multirun]   preference loop on any task (env=metaworld|peel)
 robopref demo --resume RUN_DIR              continue a killed demo run from its last step
+robopref transfer source=T target=T [...]   cross-task preference transfer (PEARL), scored
+robopref transfer --resume RUN_DIR          continue a killed transfer run
 robopref record [overrides...] [--resume]   teleoperated recording into a LeRobotDataset
 robopref report DIR [DIR ...]               table of finished runs, by task and config
 robopref migrate-dataset DIR [DIR ...]      write version-2 sidecars into older datasets
@@ -19,12 +21,13 @@ CONFIG_MODULE = "robopref.configs"
 
 SUBCOMMANDS = {
     "demo": "BC from scripted demos, then rounds of preference refinement (--resume RUN_DIR)",
+    "transfer": "label a target task from a source task by GW (source=, target=, --resume DIR)",
     "record": "record teleoperated episodes into a LeRobotDataset (hardware=, teleop=, sensor=)",
     "report": "print the table of finished runs: robopref report runs/ multirun/...",
     "migrate-dataset": "give datasets written by robopref 0.1 a version-2 sidecar (stable id)",
 }
 # Subcommands whose arguments are Hydra overrides of configs/<name>.yaml.
-HYDRA_SUBCOMMANDS = ("demo", "record")
+HYDRA_SUBCOMMANDS = ("demo", "record", "transfer")
 
 
 # -- entry point -------------------------------------------------------------------------
@@ -56,6 +59,7 @@ def print_help() -> None:
         "  robopref demo loop.rounds=5 reward.members=5 query=entropy\n"
         "  robopref demo --cfg job        # show the composed config and exit\n"
         "  robopref report multirun/      # table over a sweep\n"
+        "  robopref transfer source=door-open-v3 target=door-close-v3 refinement.enabled=false\n"
         "  robopref record hardware=sim teleop=scripted sensor=sim task=peel "
         "record.root=data/peel\n"
         "  robopref record hardware=ur hardware.host=192.168.1.10 teleop=spacemouse "
@@ -140,6 +144,16 @@ def main(argv: list[str] | None = None) -> None:
 
             resume_demo(run_dir, overrides)
             return
+        if sub == "transfer" and "--resume" in rest:
+            at = rest.index("--resume")
+            if at + 1 >= len(rest) or len(rest) != 2:
+                raise ConfigError("--resume takes only the run folder: robopref transfer "
+                                  "--resume RUN_DIR")
+            _silence_third_party_warnings()
+            from robopref.cli.transfer import resume_transfer
+
+            resume_transfer(rest[at + 1])
+            return
         if sub not in HYDRA_SUBCOMMANDS:
             raise ConfigError(f"unknown subcommand '{sub}': choose one of {', '.join(SUBCOMMANDS)}")
         if sub == "record":
@@ -154,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     sys.argv = [f"robopref {sub}", *rest]
     if sub == "demo":
         from robopref.cli.demo import run_demo as run
+    elif sub == "transfer":
+        from robopref.cli.transfer import run_transfer as run
     else:
         from robopref.cli.record import run_record as run
     _hydra_task(sub, run)()

@@ -25,3 +25,20 @@ def write_json_atomic(path: str | Path, payload, default=None, allow_nan: bool =
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """``data`` into a dot-named temp file beside ``path``, fsynced, then renamed over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -99,13 +99,20 @@ class StackedMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (M, N, in)`` (one input per member) or ``(N, in)`` (shared) -> ``(M, N)``."""
+        return self._through(x, self.layers).squeeze(-1)
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """Each member's last hidden layer ``(M, N, H)`` (everything but the output layer)."""
+        return self._through(x, self.layers[:-1])
+
+    def _through(self, x: torch.Tensor, layers: list) -> torch.Tensor:
         h = x if x.dim() == 3 else x.expand(self.num_members, *x.shape)
-        for layer in self.layers:
+        for layer in layers:
             if isinstance(layer, str):
                 h = torch.baddbmm(self.bias[layer], h, self.weight[layer])
             else:
                 h = layer(h)
-        return h.squeeze(-1)
+        return h
 
 
 def preference_data(
@@ -185,6 +192,20 @@ class BTEnsemble(nn.Module, RewardModel):
                 torch.as_tensor(np.asarray(act), dtype=torch.float32, device=device),
             )
         return out.float().cpu().numpy()
+
+    @torch.no_grad()
+    def hidden_features(self, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
+        """Every member's last hidden layer, side by side: ``(B, T, M * H)`` for
+        ``obs (B, T, obs_dim)`` (the ``learned`` transfer representation)."""
+        device = self.in_mean.device
+        self.eval()
+        x = self._inputs(
+            torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=device),
+            torch.as_tensor(np.asarray(act), dtype=torch.float32, device=device),
+        )
+        lead = x.shape[:-1]
+        h = self.stack.hidden(x.reshape(-1, x.shape[-1]))  # (M, N, H)
+        return h.permute(1, 0, 2).reshape(*lead, -1).float().cpu().numpy()
 
     def bt_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]):
         """Trainer loss over a batch of pairs: ``obs (B, 2, L, obs_dim)``, ``target (B,)``."""
