@@ -6,7 +6,11 @@ source pays them. Data: ``n`` 16-d pooled features per task, the target a noisy 
 of the source. Prints seconds, peak MiB and the fitted exponent of time ~ n^k per solver;
 no thresholds are asserted. A ``torch`` row on ``--device cuda`` runs on a GPU when present.
 
-    .venv/bin/python benchmarks/gw_scaling.py [--sizes 100 250 500 1000] [--solvers exact]
+    .venv/bin/python benchmarks/gw_scaling.py [--sizes 100 1000 10000] [--solvers anchors]
+
+``exact`` and ``entropic`` stop at ``--max-dense`` (2,000: their n x n matrices); the
+scaling path ``anchors`` (k-means cells + entropic GW between cells) runs to 10,000. Label
+accuracy of each solver on real pools: ``benchmarks/transfer_scaling_accuracy.py``.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ config = GWConfig(solver=solver, backend=backend, device=device)
 solve_plan(normalised(euclidean_costs(xs[:50]), "s"), normalised(euclidean_costs(xt[:50]), "t"),
            config, source_features=xs[:50], target_features=xt[:50])  # imports, warm-up
 started = time.perf_counter()
-if solver == "lowrank":
+if solver in ("lowrank", "anchors"):  # feature solvers: no n x n costs
     cs = ct = None
 else:
     cs, ct = normalised(euclidean_costs(xs), "s"), normalised(euclidean_costs(xt), "t")
@@ -63,8 +67,11 @@ def run_one(solver: str, backend: str, device: str, n: int, timeout: float) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 250, 500, 1000, 2000])
-    parser.add_argument("--solvers", nargs="+", default=["entropic", "exact"])
+    parser.add_argument("--sizes", type=int, nargs="+",
+                        default=[100, 250, 500, 1000, 2000, 10000])
+    parser.add_argument("--solvers", nargs="+", default=["entropic", "exact", "anchors"])
+    parser.add_argument("--max-dense", type=int, default=2000,
+                        help="largest n for the solvers that build n x n matrices")
     parser.add_argument("--backends", nargs="+", default=["numpy", "torch"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--timeout", type=float, default=300.0)
@@ -75,6 +82,8 @@ def main() -> None:
         for backend in args.backends:
             sizes, times = [], []
             for n in args.sizes:
+                if solver not in ("lowrank", "anchors") and n > args.max_dense:
+                    continue
                 result = run_one(solver, backend, args.device, n, args.timeout)
                 note = result.get("note", "")
                 print(f"{solver:10s} {backend:7s} {n:6d} {result['seconds']:9.2f} "

@@ -219,10 +219,14 @@ def source_bank(obs_dim=3, seed=0) -> SourceBank:
 
 
 class TestTransferSourceContract(PreferenceSourceContract):
-    @pytest.fixture(params=["plain", "sharpen", "rank"])
+    @pytest.fixture(params=["plain", "sharpen", "rank", "anchors"])
     def make_source(self, request):
         bank = source_bank()
-        config = TransferConfig(calibration=request.param, target_nodes=60)
+        if request.param == "anchors":
+            config = TransferConfig(target_nodes=60, gw={"solver": "anchors", "anchors": 20,
+                                                                "epsilon": 0.05})
+        else:
+            config = TransferConfig(calibration=request.param, target_nodes=60)
         return lambda: TransferSource(config, bank=bank)
 
 
@@ -361,3 +365,62 @@ def test_reward_rows_with_perfect_transferred_labels_match_oracle_ones():
     assert rows["oracle_subset_plus_transfer"] == pytest.approx(rows["oracle_all"], abs=0.03)
     assert rows["transfer_only"] == pytest.approx(rows["oracle_all"], abs=0.03)
     assert len(rows["gaussian_minus_bt"]) == 2
+
+
+def test_anchor_plan_transfer_is_the_dense_sum_factorised():
+    """Labels moved cell to cell equal the weighted sum over the anchor plan's full matrix."""
+    from robopref.preferences.transfer.plans import AnchorPlan
+
+    rng = np.random.default_rng(0)
+    cell_plan = rng.random((4, 3))
+    plan = AnchorPlan(cell_plan / cell_plan.sum(), rng.integers(0, 4, 30), rng.integers(0, 3, 25))
+    labels = random_labels(30, 200)
+    first, second = rng.integers(0, 25, 100), rng.integers(0, 25, 100)
+    np.testing.assert_allclose(transfer_labels(plan, labels, first, second),
+                               transfer_labels(DensePlan(plan.dense()), labels, first, second),
+                               atol=1e-12)
+
+
+def test_anchor_solver_without_clustering_is_entropic_gw():
+    xs, xt = clustered_points(30, 0), clustered_points(30, 1)
+    fs, ft = xs.astype(np.float32), xt.astype(np.float32)
+    entropic = solve_plan(costs_of(xs), costs_of(xt), GWConfig(solver="entropic", epsilon=0.02))
+    anchors = solve_plan(None, None, GWConfig(solver="anchors", epsilon=0.02, anchors=30),
+                         source_features=fs, target_features=ft)
+    np.testing.assert_allclose(anchors.dense(), entropic.dense(), atol=1e-6)
+
+
+def test_anchor_solver_clusters_large_sets_and_keeps_uniform_marginals():
+    from robopref.preferences.transfer.plans import kmeans
+
+    x = clustered_points(600, 3).astype(np.float32)
+    cells, centroids = kmeans(x, 3, 20, seed=0)
+    assert len(centroids) == 3
+    for c in range(3):  # each cell is one of the three blobs
+        assert len(set((np.arange(600) % 3)[cells == c])) == 1
+    plan = solve_plan(None, None, GWConfig(solver="anchors", epsilon=0.02, anchors=30),
+                      source_features=x, target_features=clustered_points(900, 4))
+    assert plan.shape == (600, 900) and plan.info["anchors"] == [30, 30]
+    row, col = plan.marginals()
+    np.testing.assert_allclose(row, 1 / 600, rtol=1e-2)
+    np.testing.assert_allclose(col, 1 / 900, rtol=1e-2)
+
+
+def test_feature_solvers_refuse_dtw():
+    bank = source_bank()
+    config = TransferConfig(representation="dtw", target_nodes=30, gw={"solver": "anchors"})
+    target = structured_episodes(6, 3, 600)
+    with pytest.raises(TransferError, match="no features"):
+        TransferSource(config, bank=bank).label(
+            sample_pairs(target, 10, 5, np.random.default_rng(0)), target)
+
+
+def test_source_bank_keeps_whole_labelled_pairs_under_its_node_budget():
+    """Sparse labels (about one pair per segment): subsampling keeps pairs, not random
+    nodes, so most of the budget still carries labels."""
+    episodes = structured_episodes(30, 3, 700, "source")
+    pairs = sample_pairs(episodes, 10, 300, np.random.default_rng(0))
+    prefs = [p for p in ScriptedTeacher().label(pairs, episodes) if p is not None]
+    bank = SourceBank(prefs, episodes, max_nodes=100)
+    assert bank.labels.n <= 100
+    assert len(bank.labels.first) >= 45  # random nodes would keep about 300 / 36 = 8

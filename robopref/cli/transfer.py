@@ -4,7 +4,8 @@ Steps (each committed to the run folder, so a killed run resumes where it stoppe
 
 1. ``source_pool``, ``target_pool``: scripted-expert episodes of mixed quality on each task's
    train split (``pools``), saved as LeRobotDatasets.
-2. ``source_labels``: oracle labels on ``pools.source_pairs`` source segment pairs, written as
+2. ``source_labels``: labels on ``pools.source_pairs`` pairs drawn among
+   ``transfer.source_nodes`` source segments (so every plan node carries labels), written as
    a source folder (``source/labels``, ``source/datasets.json``) that ``teacher=transfer
    teacher.source_run=...`` also reads.
 3. ``source_reward``: a reward model trained on the source labels (the "apply the source's
@@ -52,6 +53,13 @@ def packaged_group(group: str, name: str) -> dict:
     if not path.is_file():
         raise ConfigError(f"no {group} config named '{name}'")
     return yaml.safe_load(path.read_text())
+
+
+def random_pairs(nodes: list, count: int, rng: np.random.Generator) -> list:
+    """``count`` pairs of two different entries of ``nodes``, drawn uniformly."""
+    first = rng.integers(0, len(nodes), count)
+    second = (first + rng.integers(1, len(nodes), count)) % len(nodes)
+    return [(nodes[i], nodes[j]) for i, j in zip(first, second, strict=True)]
 
 
 class TransferRun:
@@ -159,11 +167,14 @@ class TransferRun:
     def label_source(self) -> dict:
         from robopref.data import save_preferences
         from robopref.preferences import PREFERENCE_SOURCES
-        from robopref.preferences.segments import sample_pairs
+        from robopref.preferences.segments import sample_segments
 
         task, pool = self.tasks["source"], self.pools["source"]
-        pairs = sample_pairs(pool, int(self.cfg["pools"]["segment_length"]),
-                             int(self.cfg["pools"]["source_pairs"]), self._rng("source_pairs"))
+        # Pairs among source_nodes segments, so every node the plan uses carries labels.
+        rng = self._rng("source_pairs")
+        nodes = sample_segments(pool, int(self.cfg["pools"]["segment_length"]),
+                                int(self.cfg["transfer"]["source_nodes"]), rng)
+        pairs = random_pairs(nodes, int(self.cfg["pools"]["source_pairs"]), rng)
         group = dict(self.cfg["teacher"])
         if group.get("reward_scale") is None:
             group["reward_scale"] = task.reward_scale
@@ -240,10 +251,8 @@ class TransferRun:
         spec, pool = self.cfg["labels"], self.pools["target"]
         length = int(self.cfg["pools"]["segment_length"])
         rng = self._rng("label_pairs")
-        nodes = sample_segments(pool, length, int(spec["nodes"]), rng)
-        first = rng.integers(0, len(nodes), int(spec["pairs"]))
-        second = (first + rng.integers(1, len(nodes), len(first))) % len(nodes)
-        pairs = [(nodes[i], nodes[j]) for i, j in zip(first, second, strict=True)]
+        pairs = random_pairs(sample_segments(pool, length, int(spec["nodes"]), rng),
+                             int(spec["pairs"]), rng)
         truth = oracle_truth(pairs, pool)
 
         source = self.transfer_source(source_model, calibration="plain")

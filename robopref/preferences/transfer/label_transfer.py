@@ -73,6 +73,8 @@ def transfer_labels(
     no labelled source pair carries mass."""
     weighted, mass = labels.matrices()
     first, second = np.asarray(first), np.asarray(second)
+    if hasattr(plan, "cell_plan"):
+        return _cell_to_cell(plan, weighted, mass, first, second)
     out = np.full(len(first), np.nan)
     for begin in range(0, len(first), chunk):
         sl = slice(begin, begin + chunk)
@@ -83,6 +85,24 @@ def transfer_labels(
         block = np.full(len(ti[0]), np.nan)
         block[ok] = np.clip(num[ok] / den[ok], 0.0, 1.0)
         out[sl] = block
+    return out
+
+
+def _cell_to_cell(plan, weighted, mass, first, second) -> np.ndarray:
+    """The same sum for an ``AnchorPlan``, factorised: the labels summed per source cell pair
+    (``(A, A)``), carried to target cell pairs by ``P^T Z P`` (``(B, B)``), then read per
+    target pair. The cell sizes cancel between numerator and denominator."""
+    n_cells = plan.cell_plan.shape[0]
+    member = sp.csr_matrix((np.ones(len(plan.source_cells)),
+                            (np.arange(len(plan.source_cells)), plan.source_cells)),
+                           shape=(len(plan.source_cells), n_cells))
+    p = plan.cell_plan / np.outer(np.maximum(plan.source_sizes, 1), 1.0)
+    num = p.T @ (member.T @ weighted @ member).toarray() @ p
+    den = p.T @ (member.T @ mass @ member).toarray() @ p
+    a, b = plan.target_cells[first], plan.target_cells[second]
+    out = np.full(len(first), np.nan)
+    ok = den[a, b] > 1e-300
+    out[ok] = np.clip(num[a, b][ok] / den[a, b][ok], 0.0, 1.0)
     return out
 
 

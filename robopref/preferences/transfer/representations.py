@@ -118,6 +118,27 @@ def normalised(costs: np.ndarray, what: str) -> np.ndarray:
     return costs / top if top > 0 else costs
 
 
+def segment_features(representation: str, obs: np.ndarray, act: np.ndarray, what: str,
+                     model=None) -> np.ndarray:
+    """The ``(N, D)`` features of one task's segments, without their ``(N, N)`` costs (the
+    feature solvers, ``lowrank`` and ``anchors``, need no more)."""
+    if len(obs) == 0:
+        raise TransferError(f"the {what} set has no segments: roll out episodes on it first")
+    if representation == "dtw":
+        raise TransferError(
+            "representation=dtw has no features for solver=lowrank or anchors: use "
+            "representation=pooled or learned, or solver=entropic"
+        )
+    features = pooled_features(obs) if representation == "pooled" else \
+        learned_features(model, obs, act)
+    if not np.isfinite(features).all():
+        raise TransferError(
+            f"the {what} features have NaN or inf entries: check the segments' observations "
+            "(non-finite sensor values)"
+        )
+    return features
+
+
 def intra_task_costs(
     representation: str,
     obs: np.ndarray,

@@ -28,12 +28,13 @@ from robopref.preferences.transfer.label_transfer import (
     sharpen,
     transfer_labels,
 )
-from robopref.preferences.transfer.plans import GWConfig, Plan, solve_plan
+from robopref.preferences.transfer.plans import FEATURE_SOLVERS, GWConfig, Plan, solve_plan
 from robopref.preferences.transfer.representations import (
     REPRESENTATIONS,
     TransferError,
     cross_costs,
     intra_task_costs,
+    segment_features,
     standardise,
 )
 from robopref.registry import build_config
@@ -102,11 +103,20 @@ class SourceBank:
         lengths = [len(s) for p in labelled for s in (p.first, p.second)]
         length = max(set(lengths), key=lengths.count)
         labelled = [p for p in labelled if len(p.first) == len(p.second) == length]
-        nodes = sorted({s for p in labelled for s in (p.first, p.second)},
-                       key=lambda s: (s.episode_id, s.start, s.end))
+        key = lambda s: (s.episode_id, s.start, s.end)  # noqa: E731
+        nodes = sorted({s for p in labelled for s in (p.first, p.second)}, key=key)
         if len(nodes) > max_nodes:
-            keep = np.random.default_rng(seed).choice(len(nodes), max_nodes, replace=False)
-            nodes = [nodes[i] for i in sorted(keep)]
+            # Keep whole labelled pairs, in random order, until the node budget is spent:
+            # dropping nodes at random would keep only pairs with both ends kept, which for
+            # sparse labels (a pair per segment or so) leaves almost none.
+            chosen: set[Segment] = set()
+            for i in np.random.default_rng(seed).permutation(len(labelled)):
+                ends = {labelled[i].first, labelled[i].second} - chosen
+                if len(chosen) + len(ends) <= max_nodes:
+                    chosen |= ends
+                if len(chosen) >= max_nodes:
+                    break
+            nodes = sorted(chosen, key=key)
         index = {s: i for i, s in enumerate(nodes)}
         kept = [p for p in labelled if p.first in index and p.second in index]
         if not kept:
@@ -175,7 +185,10 @@ class TransferSource(SynchronousSource):
     # --- costs and plans ---------------------------------------------------------------
 
     def _costs(self, obs, act, what):
+        """``(costs or None, features or None)``: feature solvers get no ``n x n`` costs."""
         cfg = self.config
+        if cfg.gw_config.solver in FEATURE_SOLVERS:
+            return None, segment_features(cfg.representation, obs, act, what, self.reward_model)
         return intra_task_costs(cfg.representation, obs, act, what, cfg.dtw_points,
                                 self.reward_model)
 
