@@ -66,7 +66,7 @@ def main() -> None:
         pairs = [(targets[i], targets[j]) for i, j in zip(first, second, strict=True)]
         truth = oracle_truth(pairs, target_pool)
         for solver in args.solvers:
-            if solver in ("exact", "entropic", "fused") and n > args.max_dense:
+            if solver in ("exact", "entropic", "fused", "entropic_fused") and n > args.max_dense:
                 continue
             bank = SourceBank(labelled, source_pool, max_nodes=n, seed=args.seed)
             config = TransferConfig(target_nodes=n, source_nodes=n, seed=args.seed,

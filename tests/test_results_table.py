@@ -26,3 +26,76 @@ def test_rendering_the_committed_summaries_reproduces_the_committed_tables(tmp_p
     assert (tmp_path / "demo.md").read_text() == (ROOT / "docs/results/demo.md").read_text()
     assert readme.read_text() == (ROOT / "README.md").read_text()
     assert "mean over 5 seeds" in readme.read_text()
+
+
+def load_transfer_script():
+    path = ROOT / "scripts" / "transfer_table.py"
+    spec = importlib.util.spec_from_file_location("transfer_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_committed_transfer_table_is_what_its_summaries_render(tmp_path, monkeypatch):
+    script = load_transfer_script()
+    monkeypatch.setattr(script, "TABLE", tmp_path / "transfer.md")
+    script.render()
+    assert (tmp_path / "transfer.md").read_text() == \
+        (ROOT / "docs/results/transfer.md").read_text()
+
+
+def test_transfer_collect_keeps_what_is_there_and_skips_unfinished(tmp_path, monkeypatch):
+    import json
+
+    script = load_transfer_script()
+    monkeypatch.setattr(script, "SUMMARIES", tmp_path / "summaries")
+    monkeypatch.setattr(script, "ROOT", tmp_path)
+    runs = tmp_path / "runs"
+    for seed, status in ((0, "finished"), (1, "running")):
+        folder = runs / f"r{seed}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps(
+            {"kind": "transfer", "status": status, "source": "a", "target": "b", "seed": seed,
+             "refinement": None, "value": 1}))
+    (runs / "r0" / "refine_oracle").mkdir()
+    (runs / "r0" / "refine_oracle" / "metrics.json").write_text(json.dumps({"status": "x"}))
+    script.collect([str(runs)])
+    assert [p.name for p in (tmp_path / "summaries").iterdir()] == ["a_to_b_seed0.json"]
+    (runs / "r0" / "metrics.json").write_text(json.dumps(
+        {"kind": "transfer", "status": "finished", "source": "a", "target": "b", "seed": 0,
+         "refinement": None, "value": 2}))
+    script.collect([str(runs)])  # resumable: the committed summary is kept
+    kept = json.loads((tmp_path / "summaries" / "a_to_b_seed0.json").read_text())
+    assert kept["value"] == 1
+    script.collect([str(runs)], replace=True)
+    assert json.loads((tmp_path / "summaries" / "a_to_b_seed0.json").read_text())["value"] == 2
+
+
+def test_a_refined_run_does_not_count_its_seed_twice_in_the_label_columns():
+    script = load_transfer_script()
+    label_only = {"source": "a", "target": "b", "seed": 0, "refinement": None,
+                  "labels": {"which": "label-only"}}
+    refined = {"source": "a", "target": "b", "seed": 0, "refinement": {"oracle": {}},
+               "labels": {"which": "refined"}}
+    other_seed = {**refined, "seed": 1}
+    kept = script.label_runs_of([refined, label_only, other_seed])
+    assert sorted((r["seed"], r["labels"]["which"]) for r in kept) == \
+        [(0, "label-only"), (1, "refined")]
+
+
+def test_a_run_with_other_settings_is_named_with_its_reason(tmp_path, monkeypatch):
+    import json
+
+    script = load_transfer_script()
+    notes = tmp_path / "notes.json"
+    notes.write_text(json.dumps({"a_to_b_seed2": "did not converge"}))
+    monkeypatch.setattr(script, "NOTES", notes)
+
+    def run(seed, max_iter):
+        return {"source": "a", "target": "b", "seed": seed, "settings": {
+            "pools": {"episodes": 80}, "labels": {"pairs": 1000},
+            "transfer": {"gw": {"max_iter": max_iter}}}}
+
+    lines = script.deviations([run(0, 100), run(1, 100), run(2, 300)])
+    assert lines == ["- a -> b seed 2: transfer.gw.max_iter=300 (did not converge)"]
+    assert script.deviations([run(0, 100), run(1, 100)]) == []

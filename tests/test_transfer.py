@@ -302,9 +302,10 @@ def test_learned_representation_uses_a_reward_models_hidden_features():
         source.label(sample_pairs(other, 10, 3, np.random.default_rng(0)), other)
 
 
-def test_fused_gw_needs_matching_spaces_and_answers_with_them():
+@pytest.mark.parametrize("solver", ["fused", "entropic_fused"])
+def test_fused_gw_needs_matching_spaces_and_answers_with_them(solver):
     bank = source_bank(obs_dim=3)
-    config = TransferConfig(target_nodes=40, gw={"solver": "fused"})
+    config = TransferConfig(target_nodes=40, gw={"solver": solver})
     same = structured_episodes(6, 3, 400)
     pairs = sample_pairs(same, 10, 10, np.random.default_rng(0))
     assert any(p is not None for p in TransferSource(config, bank=bank).label(pairs, same))
@@ -313,6 +314,31 @@ def test_fused_gw_needs_matching_spaces_and_answers_with_them():
         TransferSource(config, bank=bank).label(
             sample_pairs(other, 10, 3, np.random.default_rng(0)), other
         )
+
+
+def test_the_cross_task_cost_tells_a_mirror_image_from_the_original():
+    """Points on a line and their mirror image have the same intra-task costs, so plain GW
+    gives both the same plan and gets one of them backwards; fused GW's cross-task cost
+    follows the features (here: larger feature preferred on both sides) in both."""
+    from robopref.preferences.transfer.representations import cross_costs
+
+    x = np.linspace(0.0, 1.0, 40)[:, None]
+    labels = SourceLabels(40, np.arange(39), np.arange(1, 40), np.zeros(39), np.ones(39))
+    first, second = np.arange(39), np.arange(1, 40)
+    plain_correct = []
+    for target in (x, 1.0 - x):
+        truth = (target[first, 0] > target[second, 0]).astype(float)
+        np.testing.assert_allclose(costs_of(target), costs_of(x), atol=1e-5)
+        # The same (float32-rounded) matrix for both, as the two sets' geometry is one.
+        plain = solve_plan(costs_of(x), costs_of(x), GWConfig(solver="entropic", epsilon=0.01))
+        z = transfer_labels(plain, labels, first, second)
+        plain_correct.append(np.mean((z > 0.5) == truth))
+        fused = solve_plan(costs_of(x), costs_of(x),
+                           GWConfig(solver="entropic_fused", epsilon=0.01),
+                           cross_costs(x, target))
+        z = transfer_labels(fused, labels, first, second)
+        assert np.mean((z > 0.5) == truth) > 0.95
+    assert min(plain_correct) < 0.05  # one plan for both: one of them is read backwards
 
 
 def test_label_scores_by_hand():

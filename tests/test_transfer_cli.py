@@ -42,7 +42,7 @@ def test_transfer_writes_plan_calibration_and_metrics(finished_run):
     assert metrics["status"] == "finished"
     assert metrics["source"] == "door-open-v3" and metrics["target"] == "door-close-v3"
     scores = metrics["labels"]["scores"]
-    assert {"plain", "sharpen", "rank", "random_plan", "source_reward"} <= set(scores)
+    assert {"plain", "sharpen", "rank", "fused", "random_plan", "source_reward"} <= set(scores)
     for s in scores.values():
         assert 0 <= s["accuracy"] <= 1 and 0 <= s["ece"] <= 1
         assert s["pairs"] + metrics["labels"]["oracle_ties"] == 100

@@ -14,8 +14,9 @@ Steps (each committed to the run folder, so a killed run resumes where it stoppe
    also labels the oracle refinement loop.
 4. ``labels``: GW plan between the source nodes and ``labels.nodes`` target segments,
    transferred labels on ``labels.pairs`` target pairs drawn among them, scored against the
-   target's oracle (plain, sharpened, rank-normalised) beside a random plan and the source
-   reward; the plan heatmap and the calibration plot.
+   target's oracle (plain, sharpened, rank-normalised; through entropic fused GW too when
+   the observation spaces match) beside a random plan and the source reward; the plan
+   heatmap and the calibration plot.
 5. ``rewards``: held-out accuracy of target rewards trained on 10% oracle labels with and
    without the transferred ones, and BT against the Gaussian reward under flipped labels.
 6. ``refine_oracle``, ``refine_transfer`` (``refinement.enabled``): the preference loop on
@@ -224,13 +225,16 @@ class TransferRun:
         return cls.load(self.out / "source" / "reward", model.trainer)
 
     # -- label and reward scores ---------------------------------------------------------
-    def transfer_source(self, source_model, calibration: str | None = None):
+    def transfer_source(self, source_model, calibration: str | None = None,
+                        solver: str | None = None):
         from robopref.preferences.transfer import SourceBank, TransferConfig, TransferSource
 
         values = {k: v for k, v in self.cfg["transfer"].items() if k not in ("name",)}
         values.update(source_run=None, seed=self.seed)
         if calibration is not None:
             values["calibration"] = calibration
+        if solver is not None:
+            values["gw"] = {**values["gw"], "solver": solver}
         config = build_config(TransferConfig, values, "transfer")
         bank = SourceBank(self.source_preferences(), self.pools["source"], config.source_nodes,
                           self.seed)
@@ -246,6 +250,7 @@ class TransferRun:
             random_plan,
             reward_model_labels,
         )
+        from robopref.preferences.transfer.plans import FUSED_SOLVERS, PlanNotConverged
         from robopref.preferences.transfer.plots import plot_calibration, plot_plan
 
         spec, pool = self.cfg["labels"], self.pools["target"]
@@ -272,9 +277,20 @@ class TransferRun:
                 random_plan(source.bank.labels.n, len(order), self._rng("random_plan")),
                 source.bank.labels, index_a, index_b),
         }
+        alternatives, unconverged = {}, {}
         if self.tasks["source"].obs_dim == self.tasks["target"].obs_dim:
             baselines["source_reward"] = reward_model_labels(source_model, pairs, pool)
-        scores = {name: label_scores(z, truth) for name, z in {**candidates, **baselines}.items()}
+            # GW alone cannot tell a mirror image of the target's geometry from the target
+            # itself; fused GW's cross-task cost (one state space) breaks that tie.
+            if self.cfg["transfer"]["gw"]["solver"] not in FUSED_SOLVERS and \
+                    self.cfg["transfer"]["representation"] != "dtw":
+                fused = self.transfer_source(source_model, "plain", solver="entropic_fused")
+                try:
+                    alternatives["fused"] = fused.soft_labels(pairs, pool)
+                except PlanNotConverged as error:  # reported beside the scores, never used
+                    unconverged["fused"] = str(error)
+        scores = {name: label_scores(z, truth)
+                  for name, z in {**candidates, **alternatives, **baselines}.items()}
         configured = self.cfg["transfer"]["calibration"]
         title = f"{self.cfg['source']} -> {self.cfg['target']} seed {self.seed}"
         dense = plan.dense()
@@ -290,6 +306,7 @@ class TransferRun:
             np.argsort(np.argsort(target_returns)))[0, 1])
         return {
             "scores": scores,
+            "not_converged": unconverged,
             "configured_calibration": configured,
             "transfer": scores[configured],
             "temperature": temperature,

@@ -6,7 +6,8 @@ Solvers (``GWConfig.solver``):
 - ``entropic``: projected gradient with Sinkhorn projections
   (``ot.gromov.entropic_gromov_wasserstein``, warm-started duals), a diffuse plan;
 - ``fused``: fused GW (``ot.gromov.fused_gromov_wasserstein``) with a cross-task feature
-  cost, for tasks whose representations live in one space;
+  cost, for tasks whose representations live in one space; ``entropic_fused`` its entropic
+  form (``ot.gromov.entropic_fused_gromov_wasserstein``), a diffuse plan like ``entropic``;
 - ``lowrank``: low-rank GW on the features (``ot.gromov.lowrank_gromov_wasserstein_samples``):
   the plan is ``Q diag(1/g) R^T`` and is never formed as an ``n x n`` matrix;
 - ``anchors``: the scaling path (quantised GW). Each set's features are clustered into
@@ -33,7 +34,9 @@ import torch
 from robopref.errors import ConfigError
 from robopref.preferences.transfer.representations import TransferError
 
-SOLVERS = ("exact", "entropic", "fused", "lowrank", "anchors")
+SOLVERS = ("exact", "entropic", "fused", "entropic_fused", "lowrank", "anchors")
+# Solvers with a cross-task term: they need features of one size on both sides.
+FUSED_SOLVERS = ("fused", "entropic_fused")
 # Solvers that work on segment features instead of n x n cost matrices.
 FEATURE_SOLVERS = ("lowrank", "anchors")
 
@@ -47,7 +50,7 @@ class GWConfig:
     """Gromov-Wasserstein solver settings.
 
     Attributes:
-        solver: exact | entropic | fused | lowrank | anchors.
+        solver: exact | entropic | fused | entropic_fused | lowrank | anchors.
         epsilon: entropic regularisation (costs are normalised to a maximum of 1).
         alpha: fused GW's weight on the structure term (1 = plain GW, 0 = plain OT).
         rank: rank of the low-rank plan.
@@ -302,14 +305,21 @@ def solve_plan(
             else:
                 if cross_costs is None:
                     raise TransferError(
-                        "solver=fused needs a cross-task feature cost, which needs matching "
-                        "observation spaces: use solver=entropic or exact"
+                        f"solver={config.solver} needs a cross-task feature cost, which needs "
+                        "matching observation spaces: use solver=entropic or exact"
                     )
                 m = _to_backend(cross_costs, config)
-                matrix, log = ot.gromov.fused_gromov_wasserstein(
-                    m, cs, ct, p, q, alpha=config.alpha, log=True,
-                    max_iter=config.max_iter * 100, tol_rel=config.tol,
-                )
+                if config.solver == "fused":
+                    matrix, log = ot.gromov.fused_gromov_wasserstein(
+                        m, cs, ct, p, q, alpha=config.alpha, log=True,
+                        max_iter=config.max_iter * 100, tol_rel=config.tol,
+                    )
+                else:
+                    matrix, log = ot.gromov.entropic_fused_gromov_wasserstein(
+                        m, cs, ct, p, q, epsilon=config.epsilon, alpha=config.alpha,
+                        max_iter=config.max_iter, tol=config.tol, warmstart=True, log=True,
+                        numItermax=config.sinkhorn_iter, stopThr=1e-6,
+                    )
             plan = DensePlan(_to_numpy(matrix), info)
             value = log.get("gw_dist", log.get("fgw_dist"))
             info["gw_value"] = float(_to_numpy(value)) if value is not None else float("nan")

@@ -28,7 +28,13 @@ from robopref.preferences.transfer.label_transfer import (
     sharpen,
     transfer_labels,
 )
-from robopref.preferences.transfer.plans import FEATURE_SOLVERS, GWConfig, Plan, solve_plan
+from robopref.preferences.transfer.plans import (
+    FEATURE_SOLVERS,
+    FUSED_SOLVERS,
+    GWConfig,
+    Plan,
+    solve_plan,
+)
 from robopref.preferences.transfer.representations import (
     REPRESENTATIONS,
     TransferError,
@@ -203,10 +209,10 @@ class TransferSource(SynchronousSource):
         target_c, target_f = self._costs(target_obs, target_act, "target")
         cross = None
         gw = self.config.gw_config
-        if gw.solver == "fused":
+        if gw.solver in FUSED_SOLVERS:
             if source_f is None or source_f.shape[1] != target_f.shape[1]:
                 raise TransferError(
-                    "solver=fused needs source and target features of one size (matching "
+                    f"solver={gw.solver} needs source and target features of one size (matching "
                     "observation spaces, representation pooled or learned): use solver=entropic"
                 )
             both = standardise(np.concatenate([source_f, target_f]))
