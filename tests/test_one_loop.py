@@ -137,3 +137,19 @@ def test_the_loop_trains_on_an_asynchronous_source_and_counts_answers_received(t
     per_round = [r["labels"] for r in metrics["rounds"]]
     assert metrics["queries"] == 12 and 0 < per_round[1] < 6  # late answers missed round 1
     assert metrics["labels"] == per_round[2] <= 12
+
+
+def test_a_run_that_fails_says_so_in_its_metrics(tmp_path, capsys, monkeypatch):
+    from robopref.errors import RobopError
+    from robopref.loop import preference_loop
+
+    def broken_source(*args, **kwargs):
+        raise RobopError("the label source broke: fix it and resume")
+
+    monkeypatch.setattr(preference_loop, "gather", broken_source)
+    with pytest.raises(SystemExit):
+        cli("demo", *PEEL_TINY, f"hydra.run.dir={tmp_path}/run", capsys=capsys)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "failed"
+    assert metrics["reason"] == "the label source broke: fix it and resume"
+    assert metrics["rounds"][0]["round"] == 0  # the finished round 0 is kept

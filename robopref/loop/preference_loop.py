@@ -35,6 +35,7 @@ import torch
 
 from robopref.data import Episode, Preference, load_episodes, load_preferences, save_episodes
 from robopref.data import save_preferences as write_preferences
+from robopref.errors import RobopError
 from robopref.loop.config import LoopConfig
 from robopref.loop.evaluation import json_safe, rate_summary
 from robopref.loop.labels import LabelTimeout, gather, preferences_of
@@ -157,6 +158,11 @@ class PreferenceLoop:
         except LabelTimeout as stop:
             print(f"stopped: {stop}", flush=True)
             return self.write_metrics(status="stopped", reason=str(stop))
+        except RobopError as error:
+            # metrics.json must not keep saying "running" for a run that ended; the
+            # finished rounds stay on disk, so `--resume` continues once the cause is fixed
+            self.write_metrics(status="failed", reason=str(error))
+            raise
         self.step("final", lambda: self.finish(base))
         summary = self.write_metrics(status="finished")
         if self._writer is not None:

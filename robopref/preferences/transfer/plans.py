@@ -247,8 +247,8 @@ def check_coupling(plan: Plan, config: GWConfig) -> None:
     if error > config.marginal_tol:
         raise PlanNotConverged(
             f"the {config.solver} GW plan did not converge (marginal error {error:.3g} > "
-            f"{config.marginal_tol}): raise transfer.gw.max_iter (now {config.max_iter}) or "
-            "epsilon"
+            f"{config.marginal_tol}): raise transfer.gw.sinkhorn_iter (now "
+            f"{config.sinkhorn_iter}), max_iter (now {config.max_iter}) or epsilon"
         )
 
 
