@@ -7,6 +7,7 @@ robopref transfer --resume RUN_DIR          continue a killed transfer run
 robopref record [overrides...] [--resume]   teleoperated recording into a LeRobotDataset
 robopref report DIR [DIR ...]               table of finished runs, by task and config
 robopref migrate-dataset DIR [DIR ...]      write version-2 sidecars into older datasets
+robopref label serve|annotator|progress     labelling server and its database (--db URL)
 robopref --help                             this help, with config groups and options
 """
 
@@ -25,6 +26,7 @@ SUBCOMMANDS = {
     "record": "record teleoperated episodes into a LeRobotDataset (hardware=, teleop=, sensor=)",
     "report": "print the table of finished runs: robopref report runs/ multirun/...",
     "migrate-dataset": "give datasets written by robopref 0.1 a version-2 sidecar (stable id)",
+    "label": "labelling server and database: serve, annotator add NAME [--admin], progress",
 }
 # Subcommands whose arguments are Hydra overrides of configs/<name>.yaml.
 HYDRA_SUBCOMMANDS = ("demo", "record", "transfer")
@@ -132,6 +134,11 @@ def main(argv: list[str] | None = None) -> None:
                 )
             for folder in rest:
                 print(f"{folder}: dataset id {migrate_dataset(folder)}")
+            return
+        if sub == "label":
+            from robopref.label.cli import main as label_main
+
+            label_main(rest)  # exits 2 with one line on bad input, like the rest
             return
         if sub == "demo" and "--resume" in rest:
             at = rest.index("--resume")

@@ -1,0 +1,1 @@
+"""Alembic migrations of the label database (run by ``open_database``)."""

@@ -1,0 +1,1 @@
+"""Alembic revisions, oldest first; each a frozen snapshot of its schema change."""
