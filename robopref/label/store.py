@@ -337,6 +337,13 @@ class LabelStore:
     def next_query_for(self, annotator: AnnotatorInfo,
                        project: str | None = None) -> QueryInfo | None:
         """The oldest open query ``annotator`` has not answered, or ``None``."""
+        upcoming = self.upcoming_for(annotator, project, limit=1)
+        return upcoming[0] if upcoming else None
+
+    def upcoming_for(self, annotator: AnnotatorInfo, project: str | None = None,
+                     limit: int = 1) -> list[QueryInfo]:
+        """The ``limit`` oldest open queries ``annotator`` has not answered, in the order
+        :meth:`next_query_for` serves them (the server prefetches their videos)."""
         answered = exists().where(
             LabelRow.query_id == QueryRow.id, LabelRow.annotator_id == annotator.id
         )
@@ -345,8 +352,8 @@ class LabelStore:
             stmt = stmt.join(Project, Project.id == QueryRow.project_id).where(
                 Project.name == project)
         with self.db.transaction() as session:
-            row = session.scalar(stmt.order_by(QueryRow.id).limit(1))
-            return None if row is None else self._query_info(session, row)
+            rows = session.scalars(stmt.order_by(QueryRow.id).limit(max(limit, 0)))
+            return [self._query_info(session, row) for row in rows]
 
     # -- labels ------------------------------------------------------------------------
     def submit_label(self, annotator: AnnotatorInfo, query_id: int, choice: str | None,
@@ -401,3 +408,38 @@ class LabelStore:
                 raise NotFound(f"{annotator_name} has not answered query {query_id}: "
                                "check the query id and the annotator name")
             return _label_info(row, annotator_name)
+
+    def undo_last(self, annotator: AnnotatorInfo,
+                  project: str | None = None) -> LabelInfo | None:
+        """Delete ``annotator``'s most recent label (within ``project`` if given) and return
+        it, or ``None`` when there is none: the page's undo for a slip of the finger.
+
+        One transaction: the label goes, and a query that label retired reopens (its answer
+        count fell below ``answers_wanted`` again), so the same annotator can answer it anew.
+        A label on a withdrawn query stays (:class:`Conflict`): the loop went on without
+        that query and may have read the answer already.
+        """
+
+        def work(session: Session) -> LabelInfo | None:
+            stmt = select(LabelRow).where(LabelRow.annotator_id == annotator.id)
+            if project is not None:
+                stmt = stmt.join(QueryRow, QueryRow.id == LabelRow.query_id).join(
+                    Project, Project.id == QueryRow.project_id).where(Project.name == project)
+            # Ids grow with every insert, so the largest is the newest (created_at may tie).
+            row = session.scalar(stmt.order_by(LabelRow.id.desc()).limit(1))
+            if row is None:
+                return None
+            query = self._get_query(session, row.query_id, lock=True)
+            if query.status == "withdrawn":
+                raise Conflict(f"query {query.id} was withdrawn after {annotator.name} "
+                               "answered it: its answers are kept and cannot be undone")
+            info = _label_info(row, annotator.name)
+            session.delete(row)
+            session.flush()
+            answers = session.scalar(select(func.count()).select_from(LabelRow).where(
+                LabelRow.query_id == query.id))
+            if query.status == "retired" and answers < query.answers_wanted:
+                query.status, query.closed_at = "open", None
+            return info
+
+        return self._run(work)

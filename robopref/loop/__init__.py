@@ -1,9 +1,15 @@
 """The preference loop (the algorithm box), its run store, and evaluation with intervals."""
 
 from robopref.loop.config import LoopConfig
-from robopref.loop.evaluation import json_safe, mean_interval, rate_summary, wilson_interval
+from robopref.loop.evaluation import (
+    json_safe,
+    mean_interval,
+    rate_summary,
+    select_by_learned_return,
+    wilson_interval,
+)
 from robopref.loop.labels import LabelTimeout, gather
-from robopref.loop.preference_loop import PreferenceLoop, RoundResult, select_by_learned_return
+from robopref.loop.preference_loop import PreferenceLoop, RoundResult
 from robopref.loop.store import RunStore, load_run_episodes
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""Success rates with intervals: per run (Wilson, over episodes) and over seeds (t)."""
+"""Success rates with intervals: per run (Wilson, over episodes) and over seeds (t); choosing
+between policies by learned return."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import math
 
 import numpy as np
 from scipy import stats
+
+from robopref.data import Episode
+from robopref.rewards import RewardModel
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -51,3 +55,15 @@ def json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def select_by_learned_return(
+    candidates: list[list[Episode]], reward_model: RewardModel
+) -> tuple[int, list[float]]:
+    """Index of the candidate whose episodes have the highest mean learned return, and the
+    mean learned return of every candidate (ties go to the earliest)."""
+    scores = [
+        float(np.mean([reward_model.episode_rewards(e).sum() for e in episodes]))
+        for episodes in candidates
+    ]
+    return int(np.argmax(scores)), scores

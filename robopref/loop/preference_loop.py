@@ -25,7 +25,6 @@ Everything it uses arrives as an object; this module reads no configuration file
 from __future__ import annotations
 
 import math
-import os
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -37,10 +36,10 @@ from robopref.data import Episode, Preference, load_episodes, load_preferences, 
 from robopref.data import save_preferences as write_preferences
 from robopref.errors import RobopError
 from robopref.loop.config import LoopConfig
-from robopref.loop.evaluation import json_safe, rate_summary
+from robopref.loop.evaluation import json_safe, rate_summary, select_by_learned_return
 from robopref.loop.labels import LabelTimeout, gather, preferences_of
 from robopref.loop.metrics import run_summary
-from robopref.loop.store import RunStore
+from robopref.loop.store import RunStore, pause_for_kill_tests
 from robopref.policies import TrainablePolicy, average_policies, load_policy, train_bc
 from robopref.preferences import PreferenceSource, Query, QuerySelector, sample_pairs
 from robopref.refine import Refiner
@@ -49,27 +48,6 @@ from robopref.rollout import GaussianExploration, collect_episodes, success_rate
 from robopref.training import Trainer
 
 STEPS = ("rollout", "select", "label", "reward", "refine", "evaluate")
-
-
-def _test_pause() -> None:
-    # Kill-and-resume tests widen every step by this many seconds (before its work and
-    # between its outputs and its commit), so a kill at a random instant lands inside steps
-    # that take milliseconds. Unset outside those tests.
-    pause = float(os.environ.get("ROBOPREF_TEST_STEP_PAUSE_S", "0") or 0)
-    if pause > 0:
-        time.sleep(pause)
-
-
-def select_by_learned_return(
-    candidates: list[list[Episode]], reward_model: RewardModel
-) -> tuple[int, list[float]]:
-    """Index of the candidate whose episodes have the highest mean learned return, and the
-    mean learned return of every candidate (ties go to the earliest)."""
-    scores = [
-        float(np.mean([reward_model.episode_rewards(e).sum() for e in episodes]))
-        for episodes in candidates
-    ]
-    return int(np.argmax(scores)), scores
 
 
 @dataclass
@@ -343,10 +321,10 @@ class PreferenceLoop:
             return self._restored.get(key)
         self.store.start(key)
         torch.manual_seed(zlib.crc32(f"{self.config.seed}/{key}".encode()))
-        _test_pause()
+        pause_for_kill_tests()
         value = compute()
         record = result(value) if result else (value if isinstance(value, dict) else {})
-        _test_pause()
+        pause_for_kill_tests()
         self.store.commit(key, record, self._restore_state())
         return value
 

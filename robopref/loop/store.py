@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 from robopref.data.atomic import write_json_atomic as write_atomic
@@ -171,3 +172,12 @@ def load_run_episodes(root: str | Path) -> dict:
         for episode in load_episodes(folder):
             pool[episode.id] = episode
     return pool
+
+
+def pause_for_kill_tests() -> None:
+    # Kill-and-resume tests widen every step by this many seconds (before its work and
+    # between its outputs and its commit), so a kill at a random instant lands inside steps
+    # that take milliseconds. Unset outside those tests.
+    pause = float(os.environ.get("ROBOPREF_TEST_STEP_PAUSE_S", "0") or 0)
+    if pause > 0:
+        time.sleep(pause)
