@@ -16,6 +16,7 @@ demo: setup
 	.venv/bin/robopref demo $(ARGS)
 
 test: setup
+	@bash scripts/test_services.sh
 	.venv/bin/python -m pytest -q -m "not slow" $(ARGS)
 
 lint: setup
