@@ -7,6 +7,12 @@ real-time streaming (``sample_count`` records, 0 = until stopped), ``0x0000`` st
 records, big-endian ``(rdt_sequence, ft_sequence, status, Fx, Fy, Fz, Tx, Ty, Tz)``: three
 ``uint32`` then six ``int32`` in counts. ``rdt_sequence`` numbers the records of one stream
 (so gaps are lost packets); a non-zero ``status`` word means the box flags an error.
+
+A box that reboots forgets its client and numbers its next stream from 1 again. The client
+therefore re-sends the start request whenever the stream has been quiet for half of
+``stale_timeout_s``, and takes :data:`RESTART_RUN` consecutive records numbered behind the
+newest one as a restarted stream (a stray late record, one at a time, is a reordering and
+is dropped): readings come back within ``stale_timeout_s`` of the box streaming again.
 Counts per force / torque unit come from the sensor's calibration (its web page or
 ``netftapi2.xml``); set the config to the newton and newton-metre values.
 """
@@ -43,6 +49,9 @@ RECORD = struct.Struct(">III6i")
 
 _SEQ_MOD = 1 << 32
 _SEQ_HALF = 1 << 31
+# Consecutive records numbered behind the newest one that mean "the box restarted its
+# stream": reordering delivers single stray records, never a run numbered one after another.
+RESTART_RUN = 3
 
 
 def rdt_request(command: int, sample_count: int = 0) -> bytes:
@@ -119,6 +128,8 @@ class NetFTStats:
         lost: records never seen, from gaps in ``rdt_sequence``.
         reordered: records dropped because a newer one had already arrived (or duplicates).
         malformed: datagrams whose length is not a whole number of 36-byte records.
+        restarts: streams the box restarted (a reboot, a new stream): the sequence then
+            continues from the restarted numbering.
         status: the newest raw status word (0 = healthy).
     """
 
@@ -126,6 +137,7 @@ class NetFTStats:
     lost: int = 0
     reordered: int = 0
     malformed: int = 0
+    restarts: int = 0
     status: int = 0
 
 
@@ -157,7 +169,11 @@ class NetFTSensor(WrenchSensor):
         self._status = 0
         self._bias = np.zeros(6)
         self._bias_acc: list[np.ndarray] | None = None
-        self._counts = dict.fromkeys(("received", "lost", "reordered", "malformed"), 0)
+        self._behind_last: int | None = None  # newest record numbered behind _last_rdt
+        self._behind_run = 0
+        self._counts = dict.fromkeys(
+            ("received", "lost", "reordered", "malformed", "restarts"), 0
+        )
 
     @property
     def is_running(self) -> bool:
@@ -234,7 +250,17 @@ class NetFTSensor(WrenchSensor):
     def _receive(self) -> None:
         sock = self._sock
         assert sock is not None
+        quiet_s = self.config.stale_timeout_s / 2
+        last_request = time.monotonic()
         while not self._stopping.is_set():
+            now = time.monotonic()
+            with self._lock:
+                quiet = self._counts["received"] > 0 and now - self._stamp > quiet_s
+            if quiet and now - last_request > quiet_s:
+                # A rebooted box streams to nobody until asked again.
+                with contextlib.suppress(HardwareError):
+                    self._send(CMD_START_REALTIME, int(self.config.sample_count))
+                last_request = now
             try:
                 payload = sock.recv(RECORD.size * 40)
             except TimeoutError:
@@ -257,9 +283,11 @@ class NetFTSensor(WrenchSensor):
                     delta = 1
                 else:
                     delta = sequence_delta(rdt, self._last_rdt)
-                    if delta <= 0:
+                    if delta <= 0 and not self._restarted(rdt):
                         self._counts["reordered"] += 1
                         continue
+                    if delta <= 0:
+                        delta = 1  # a new stream: nothing known lost across the restart
                 self._counts["received"] += 1
                 self._counts["lost"] += delta - 1
                 if self._last_rdt is None:
@@ -267,12 +295,29 @@ class NetFTSensor(WrenchSensor):
                 else:
                     self._sequence += delta
                 self._last_rdt = rdt
+                self._behind_last, self._behind_run = None, 0
                 self._raw = np.asarray(counts, dtype=np.float64) / self._scale
                 self._stamp = stamp
                 self._status = status
                 if self._bias_acc is not None:
                     self._bias_acc.append(self._raw.copy())
             self._new_sample.notify_all()
+
+    def _restarted(self, rdt: int) -> bool:
+        """Whether ``rdt``, numbered behind the newest record, completes a run of
+        :data:`RESTART_RUN` consecutive such records (called with the lock held)."""
+        consecutive = (
+            self._behind_last is not None and sequence_delta(rdt, self._behind_last) == 1
+        )
+        self._behind_run = self._behind_run + 1 if consecutive else 1
+        self._behind_last = rdt
+        if self._behind_run < RESTART_RUN:
+            return False
+        self._counts["restarts"] += 1
+        # The earlier records of the run were counted as reordered; they were the new stream.
+        self._counts["reordered"] -= RESTART_RUN - 1
+        self._behind_last, self._behind_run = None, 0
+        return True
 
     def read(self) -> WrenchReading:
         if not self.is_running:

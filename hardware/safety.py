@@ -6,8 +6,12 @@ Borrowed from libfranka reflexes, UR safety functions and the polymetis / deoxys
 * every command is clipped into a workspace box, then limited per tick in translation and
   rotation relative to the last command sent (speed limits become per-tick limits through
   the arm's control period, so the tighter of step and speed wins);
-* the arm's wrench is read before each command: over the force or torque limit the layer
-  stops the arm and latches a protective stop, so motion halts within one control tick;
+* the wrench is read before each command and on every watchdog tick: over the force or
+  torque limit the layer stops the arm and latches a protective stop, so motion halts within
+  one control tick. With a wrist sensor (``wrist_sensor=``) its reading is the one that
+  counts and the arm's own estimate is the cross-check (either over a limit stops); a wrist
+  sensor that is stale, flags a device error or saturation, or is not running stops motion
+  the same way, since without it the force limit would be blind;
 * a watchdog holds the measured pose when commands stop arriving;
 * ``recover()`` is the only way out of a latched stop.
 
@@ -37,6 +41,8 @@ from robopref.hardware.base import (
     HardwareError,
     NotConnectedError,
     ProtectiveStop,
+    SensorStatus,
+    WrenchSensor,
 )
 from robopref.hardware.safety_config import SafetyConfig, SafetyEvent, jsonable
 
@@ -48,7 +54,10 @@ class SafeArm(ForceArm):
 
     ``send_action`` returns exactly what the wrapped arm returned for the clipped command.
     ``clock`` (s) timestamps events and drives the watchdog; inject a fake one in tests.
-    A latched stop survives ``disconnect()``/``connect()``; only ``recover()`` clears it.
+    ``wrist_sensor``: the F/T sensor at the tool whose reading the force limit uses;
+    ``connect()`` starts it when it is not running (and ``disconnect()`` then stops it), so
+    the arm never moves with a configured sensor switched off. A latched stop survives
+    ``disconnect()``/``connect()``; only ``recover()`` clears it.
     """
 
     def __init__(
@@ -56,8 +65,11 @@ class SafeArm(ForceArm):
         arm: ForceArm,
         config: SafetyConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wrist_sensor: WrenchSensor | None = None,
     ) -> None:
         self.arm = arm
+        self.wrist_sensor = wrist_sensor
+        self._started_sensor = False
         self.config = config if config is not None else SafetyConfig()
         self._clock = clock
         # Re-entrant: send_action latches stops and logs while holding it.
@@ -114,6 +126,9 @@ class SafeArm(ForceArm):
     # ----------------------------------------------------------------- lifecycle
     def connect(self) -> None:
         with self._lock:
+            if self.wrist_sensor is not None and not self.wrist_sensor.is_running:
+                self.wrist_sensor.start()
+                self._started_sensor = True
             self.arm.connect()
             observation = self._checked(self.arm.get_observation())
             self._reference = np.array(observation.tcp_pose, dtype=np.float64)
@@ -124,6 +139,9 @@ class SafeArm(ForceArm):
         self.stop_watchdog()
         with self._lock:
             self.arm.disconnect()
+            if self._started_sensor and self.wrist_sensor is not None:
+                self.wrist_sensor.stop()
+                self._started_sensor = False
             self._reference = None
             if self._log_file is not None:
                 self._log_file.close()
@@ -155,11 +173,43 @@ class SafeArm(ForceArm):
         wrench = np.asarray(observation.wrench, dtype=np.float64)
         force = float(np.linalg.norm(wrench[:3]))
         torque = float(np.linalg.norm(wrench[3:]))
-        if force > self.config.max_force_n:
-            self._latch("force_limit", force_n=force, limit_n=self.config.max_force_n)
-        elif torque > self.config.max_torque_nm:
-            self._latch("torque_limit", torque_nm=torque, limit_nm=self.config.max_torque_nm)
+        self._check_limits(force, torque, "arm_estimate")
         return observation
+
+    def _check_limits(self, force: float, torque: float, source: str) -> None:
+        if force > self.config.max_force_n:
+            self._latch("force_limit", force_n=force, limit_n=self.config.max_force_n,
+                        source=source)
+        elif torque > self.config.max_torque_nm:
+            self._latch("torque_limit", torque_nm=torque, limit_nm=self.config.max_torque_nm,
+                        source=source)
+
+    def _check_wrist(self) -> None:
+        """Latch a stop on a wrist reading over a limit, or on a sensor that cannot vouch for
+        the force (stale, device error, saturated, not running, non-finite)."""
+        sensor = self.wrist_sensor
+        if sensor is None:
+            return
+        try:
+            reading = sensor.read()
+        except HardwareError as exc:
+            self._latch("wrist_sensor_error", message=str(exc))
+            return
+        status = SensorStatus(reading.status)
+        for flag, reason in (
+            (SensorStatus.STALE, "wrist_sensor_stale"),
+            (SensorStatus.DEVICE_ERROR, "wrist_sensor_error"),
+            (SensorStatus.SATURATED, "wrist_sensor_saturated"),
+        ):
+            if flag in status:
+                self._latch(reason, status=int(status), sample_timestamp_s=reading.timestamp)
+                return
+        wrench = np.asarray(reading.wrench, dtype=np.float64)
+        if wrench.shape != (6,) or not np.all(np.isfinite(wrench)):
+            self._latch("wrist_sensor_error", wrench=wrench)
+            return
+        self._check_limits(float(np.linalg.norm(wrench[:3])), float(np.linalg.norm(wrench[3:])),
+                           "wrist_sensor")
 
     # ----------------------------------------------------------------- commands
     def send_action(self, target_pose: np.ndarray) -> np.ndarray:
@@ -185,10 +235,16 @@ class SafeArm(ForceArm):
             if self.is_stopped:
                 raise ProtectiveStop("protective stop latched: call recover() before commanding")
             observation = self._checked(self.arm.get_observation())
+            self._check_wrist()
             if self._latched:
+                fix = (
+                    "check the wrist sensor's cable, power and network"
+                    if self._stop_reason.startswith("wrist_sensor")
+                    else "remove the load"
+                )
                 raise ProtectiveStop(
                     f"protective stop ({self._stop_reason}): nothing was sent; "
-                    "remove the load, then call recover()"
+                    f"{fix}, then call recover()"
                 )
             if self._reference is None:
                 self._reference = np.array(observation.tcp_pose, dtype=np.float64)
@@ -304,6 +360,7 @@ class SafeArm(ForceArm):
                 observation = self._checked(self.arm.get_observation())
             except HardwareError:
                 return False  # latched and logged by _checked
+            self._check_wrist()
             if self._latched or self._held:
                 return False
             idle = now - self._last_command_time

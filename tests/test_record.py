@@ -385,14 +385,19 @@ def test_cameras_and_a_separate_wrist_sensor(tmp_path):
         image_width=8,
         image_height=6,
     )
-    rec.run()
+    summary = rec.run()
     assert sensor.biased == 2 and not sensor.running
     episodes = load_episodes(tmp_path / "ds")
     assert episodes[0].images["front"].shape == (3, 6, 8, 3)
     assert np.all(episodes[0].images["front"] == 10)
-    assert np.all(episodes[1].images["wrist"] == 200)
+    assert np.all(episodes[0].images["wrist"] == 200)
     assert np.allclose(episodes[0].wrenches, np.arange(6.0))
-    assert [e.meta["sensor_faults"] for e in episodes] == [0, 3]
+    assert [e.meta["sensor_faults"] for e in episodes] == [0]
+    # The sensor goes stale in the second episode: the arm stops on the first command after
+    # it (the force limit would be blind otherwise), and the episode is not kept.
+    assert summary["episodes_saved"] == 1 and summary["protective_stops"] == 1
+    stops = [e.detail for e in rec.arm.events if e.kind == "protective_stop"]
+    assert [d["reason"] for d in stops] == ["wrist_sensor_stale"]
 
 
 def test_cameras_need_a_source(tmp_path):

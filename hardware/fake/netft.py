@@ -3,7 +3,8 @@
 It answers RDT requests the way the box does (start real-time or buffered streaming of
 ``sample_count`` records, stop, set bias) and streams 36-byte records built from a settable
 wrench. Hooks misbehave on purpose: drop records (sequence gaps), swap two records
-(reordering), set the status word and pause the stream (to trip a stale timeout).
+(reordering), set the status word, pause the stream (to trip a stale timeout), restart the
+sequence numbers mid-stream, and reboot (the box forgets its client until asked again).
 
     with FakeNetFTServer(rate_hz=500) as box:
         sensor = NetFTSensor(NetFTConfig(host=box.host, port=box.port))
@@ -97,6 +98,23 @@ class FakeNetFTServer(PacedServer):
         """Hold the next record back and send it after the one that follows it."""
         with self._lock:
             self._reorder = True
+
+    def restart_sequence(self) -> None:
+        """Number the next records from ``first_sequence`` again while streaming on, as a box
+        does when its firmware restarts the RDT stream."""
+        with self._lock:
+            self._rdt_sequence = (self._first_sequence - 1) % (1 << 32)
+            self._held = None
+
+    def reboot(self) -> None:
+        """Power-cycle the box: it forgets the client, stops streaming, clears its hardware
+        bias, and numbers the next stream from ``first_sequence`` once asked to start."""
+        with self._lock:
+            self._client = None
+            self._streaming = False
+            self._held = None
+            self._bias_counts = np.zeros(6, dtype=np.int64)
+            self._rdt_sequence = (self._first_sequence - 1) % (1 << 32)
 
     def set_status(self, status: int) -> None:
         """The status word of the next records (0 = healthy)."""

@@ -107,7 +107,7 @@ def build_record(cfg: dict):
 
         policy = BCPolicy.load(cfg["policy_checkpoint"])
     camera = raw_arm.render if simulated else None
-    arm = SafeArm(raw_arm, safety)
+    arm = SafeArm(raw_arm, safety, wrist_sensor=sensor)
     recorder = Recorder(
         record_cfg,
         arm,

@@ -60,7 +60,8 @@ class Recorder:
 
     Args:
         config: the session.
-        arm: the arm; wrapped in ``SafeArm(arm, config.safety)`` unless it is one already.
+        arm: the arm; wrapped in ``SafeArm(arm, config.safety, wrist_sensor=sensor)`` unless
+            it is one already (a ``SafeArm`` without a wrist sensor is given ``sensor``).
         teleop: the operator's device (or a scripted one). ``observe(observation)`` gets the
             arm state each tick before ``read()``; devices with a
             ``set_environment_state(state (k,))`` method get the task's state first, and a
@@ -98,7 +99,12 @@ class Recorder:
                 "(it renders) or set record.cameras=[]"
             )
         self.config = config
-        self.arm = arm if isinstance(arm, SafeArm) else SafeArm(arm, config.safety)
+        if not isinstance(arm, SafeArm):
+            arm = SafeArm(arm, config.safety, wrist_sensor=sensor)
+        elif sensor is not None and arm.wrist_sensor is None:
+            # The knife's force is what matters: the limit reads the wrist sensor.
+            arm.wrist_sensor = sensor
+        self.arm = arm
         self.teleop, self.sensor, self.task, self.camera = teleop, sensor, task, camera
         self.policy = policy
         self.progress, self.log = progress, log

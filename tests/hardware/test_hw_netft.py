@@ -241,3 +241,48 @@ def test_registry_builds_the_sensor(box):
 def test_config_rejects_bad_values(options):
     with pytest.raises(ConfigError):
         NetFTConfig(**options)
+
+
+def test_restarted_sequence_is_read_again_within_the_stale_timeout(box):
+    stale_s = 0.2
+    with NetFTSensor(config_for(box, stale_timeout_s=stale_s)) as sensor:
+        assert wait_until(lambda: sensor.read().sequence > 20)
+        before = sensor.read().sequence
+        box.restart_sequence()
+        box.set_wrench(2 * LOAD)
+        restarted = time.monotonic()
+        assert wait_until(
+            lambda: np.allclose(sensor.read().wrench, 2 * LOAD, atol=1e-5), timeout=stale_s
+        ), "readings did not follow the restarted stream within stale_timeout_s"
+        assert time.monotonic() - restarted < stale_s
+        assert sensor.read().ok
+        assert sensor.read().sequence > before  # the local sequence never goes back
+        stats = sensor.stats
+    assert stats.restarts == 1 and stats.reordered == 0
+
+
+def test_rebooted_box_is_asked_again_and_read_within_the_stale_timeout(box):
+    stale_s = 0.2
+    with NetFTSensor(config_for(box, stale_timeout_s=stale_s)) as sensor:
+        assert wait_until(lambda: sensor.read().sequence > 20)
+        box.pause()  # the box goes down...
+        box.reboot()
+        assert wait_until(lambda: SensorStatus.STALE in sensor.read().status, timeout=1.0)
+        box.set_wrench(3 * LOAD)
+        box.reboot()  # ...and comes back having heard none of the requests sent meanwhile
+        box.pause(False)
+        back = time.monotonic()
+        assert wait_until(
+            lambda: sensor.read().ok and np.allclose(sensor.read().wrench, 3 * LOAD, atol=1e-5),
+            timeout=stale_s,
+        ), "a rebooted box was not read again within stale_timeout_s"
+        assert time.monotonic() - back < stale_s
+        assert sensor.stats.restarts == 1
+
+
+def test_a_single_late_record_is_still_a_reordering_not_a_restart(sensor, box):
+    assert wait_until(lambda: sensor.stats.received > 5)
+    box.reorder_next()
+    assert wait_until(lambda: sensor.stats.reordered == 1)
+    assert wait_until(lambda: sensor.stats.received > 20)
+    assert sensor.stats.restarts == 0
