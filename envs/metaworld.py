@@ -12,7 +12,10 @@ from disjoint goal-set seeds, so a test split of 100 distinct variations is two 
 Episodes do not end on success (Meta-World convention); they are truncated after
 ``max_episode_steps``. ``info["success"]`` is the task's success flag after each step and
 ``info["true_reward"]`` the dense ground-truth reward, both used only for evaluation and by
-the scripted teacher.
+the scripted teacher. ``info["sim_state"]`` (from ``reset`` and ``step``) is the MuJoCo state
+after that call, i.e. before the next action: ``(S,)`` float64 laid out by
+:data:`SIM_STATE_SPEC`; with the variation it re-renders the frame
+(``robopref.envs.metaworld_render``).
 """
 
 from __future__ import annotations
@@ -21,12 +24,22 @@ import difflib
 from dataclasses import dataclass, field
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 
 from robopref.envs.task import check_disjoint
 from robopref.errors import ConfigError, NonFiniteError
 
 NUM_GOALS = 50
+
+# Time, joint positions and velocities (FULLPHYSICS) and the mocap hand target: enough to
+# redraw the frame (qpos, mocap) and to continue the physics (qvel); 39 numbers for push-v3.
+# Checked: a state set back + mj_forward renders pixel-identically; a float32 copy does not.
+SIM_STATE_SPEC = int(
+    mujoco.mjtState.mjSTATE_FULLPHYSICS
+    | mujoco.mjtState.mjSTATE_MOCAP_POS
+    | mujoco.mjtState.mjSTATE_MOCAP_QUAT
+)
 
 
 def metaworld_task_names() -> list[str]:
@@ -164,6 +177,7 @@ class MetaWorldEnv(gym.Wrapper):
         self._check_obs(obs)
         info["goal_index"] = self.goal_index
         info["variation"] = list(self.variation)
+        info["sim_state"] = self.sim_state()
         return obs, info
 
     def step(self, action):
@@ -174,7 +188,15 @@ class MetaWorldEnv(gym.Wrapper):
         self._check_obs(obs)
         info["success"] = bool(info.get("success", 0.0))
         info["true_reward"] = float(reward)
+        info["sim_state"] = self.sim_state()
         return obs, reward, terminated, truncated, info
+
+    def sim_state(self) -> np.ndarray:
+        """The MuJoCo state now, ``(S,)`` float64 in :data:`SIM_STATE_SPEC` layout (a copy)."""
+        model, data = self.unwrapped.model, self.unwrapped.data
+        state = np.empty(mujoco.mj_stateSize(model, SIM_STATE_SPEC), dtype=np.float64)
+        mujoco.mj_getState(model, data, state, SIM_STATE_SPEC)
+        return state
 
     @staticmethod
     def _check_obs(obs: np.ndarray) -> None:

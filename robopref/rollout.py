@@ -77,7 +77,9 @@ def collect_episodes(
     ``policy`` acts on a batch: ``act(obs (num_envs, obs_dim)) -> (num_envs, act_dim)``.
     Episodes run in lockstep batches of ``vec_env.num_envs`` and last ``max_steps`` steps
     unless every env of the batch terminates earlier; an env that terminates early (a
-    protective stop) keeps only the steps up to its end.
+    protective stop) keeps only the steps up to its end. When the env reports
+    ``info["sim_state"]`` on reset and every step (Meta-World does), each episode keeps the
+    state before each action as ``sim_states`` ``(T, S)``, so its frames can be re-rendered.
     """
     n_envs = vec_env.num_envs
     episodes: list[Episode] = []
@@ -87,9 +89,11 @@ def collect_episodes(
         used = len(goals)
         goals += [goals[-1]] * (n_envs - used)  # idle workers repeat a start; discarded below
         vec_env.set_attr("next_variation", goals)
-        obs, _ = vec_env.reset()
+        obs, info = vec_env.reset()
+        state = _sim_states(info)
         policy.begin_episodes(n_envs)
         o_buf, a_buf, r_buf, s_buf = [], [], [], []
+        x_buf: list | None = [] if state is not None else None
         done = np.zeros(n_envs, dtype=bool)
         ends = np.full(n_envs, max_steps)
         for t in range(max_steps):
@@ -99,6 +103,12 @@ def collect_episodes(
             a_buf.append(action)
             r_buf.append(reward)
             s_buf.append(np.asarray(info["success"], dtype=bool))
+            if x_buf is not None:
+                # Row t holds the state the action was taken in, like the observation.
+                x_buf.append(state)
+                state = _sim_states(info)
+                if state is None:
+                    x_buf = None
             obs = next_obs
             ended = (terminated | truncated) & ~done
             ends[ended] = t + 1
@@ -106,6 +116,7 @@ def collect_episodes(
             if done.all():
                 break
         stacked = [np.stack(b, axis=1) for b in (o_buf, a_buf, r_buf, s_buf)]
+        sims = None if x_buf is None else np.stack(x_buf, axis=1)
         for i in range(used):
             end = int(ends[i])
             episodes.append(
@@ -116,11 +127,20 @@ def collect_episodes(
                     successes=stacked[3][i, :end],
                     task=task,
                     meta={"variation": _plain(goals[i]), "source": source},
+                    sim_states=None if sims is None else sims[i, :end],
                 )
             )
         bar.update(used)
     bar.close()
     return episodes
+
+
+def _sim_states(info: dict) -> np.ndarray | None:
+    """``(num_envs, S)`` float64 simulator states from a vector env's info, or ``None`` when
+    any env reported none."""
+    if "sim_state" not in info or not np.all(info.get("_sim_state", True)):
+        return None
+    return np.array(info["sim_state"], dtype=np.float64)
 
 
 def _plain(variation):

@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+# The PostgreSQL fixtures (postgres_server, pg_url, database_url) live in their own module.
+from pgserver import database_url, pg_url, postgres_server  # noqa: F401  (fixtures)
+
 from robopref.data import Episode, assign_ids
 from robopref.rewards import RewardModel
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import robopref_in_process
 
 from robopref.report import format_table, load_summaries
 
@@ -178,3 +179,9 @@ def test_demo_reuses_a_recorded_dataset_and_a_checkpoint(tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     assert not (tmp_path / "b" / "datasets" / "demos").exists()  # no new demos were collected
     assert json.loads((tmp_path / "b" / "metrics.json").read_text())["rounds"][0]["round"] == 0
+
+
+def test_cfg_job_prints_the_composed_config_with_overrides(capsys):
+    # "job" is the value of Hydra's --cfg flag, not an override to check.
+    out = robopref_in_process("demo", "refine=ppo", "--cfg", "job", capsys=capsys)
+    assert "refine:" in out and "clip" in out

@@ -247,6 +247,26 @@ def test_lerobot_round_trip_with_images(tmp_path):
         assert diff.max() <= 1
 
 
+def test_lerobot_round_trip_of_simulator_states_is_exact_and_no_policy_input(tmp_path):
+    from lerobot.utils.feature_utils import dataset_to_policy_features
+
+    eps = _io_episodes()
+    for i, ep in enumerate(eps):
+        ep.sim_states = np.random.default_rng(i).normal(size=(len(ep), 9)) * 1e3
+    root = save_episodes(eps, tmp_path / "ds", fps=10)
+    for a, b in zip(eps, load_episodes(root), strict=True):
+        assert b.sim_states.dtype == np.float64
+        np.testing.assert_array_equal(a.sim_states, b.sim_states)  # float64, bit for bit
+    features = json.loads((root / "meta" / "info.json").read_text())["features"]
+    assert features["sim.state"]["dtype"] == "float64"
+    assert "sim.state" not in dataset_to_policy_features(features)
+    # Datasets written before (or without) simulator states load with None.
+    old = load_episodes(save_episodes(_io_episodes(), tmp_path / "old", fps=10))
+    assert all(ep.sim_states is None for ep in old)
+    with pytest.raises(ValueError, match="sim_states"):
+        make_episode(6, sim_states=np.zeros((5, 9)))
+
+
 def test_lerobot_round_trip_of_unknown_rewards(tmp_path):
     nan_rewards = lambda obs, act: np.full(len(obs), np.nan)  # noqa: E731  (a real robot)
     eps = [make_episode(6, seed=1, reward_fn=nan_rewards), make_episode(4, seed=2)]

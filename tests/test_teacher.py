@@ -385,3 +385,55 @@ def test_presets_behave_differently_on_the_contract_queries():
     oracle = [p.label for p in out["oracle"]]
     for name in ("stochastic", "mistake", "myopic"):
         assert [p.label for p in out[name]] != oracle, name
+
+
+class _StoreAnsweredSource:
+    """People simulated through the LabelStore itself: at every ``collect`` each annotator
+    answers up to two open queries with its scripted teacher (``cannot_tell`` where the teacher
+    skips), so answers arrive over several polls, as on the labelling page."""
+
+    CHOICE = {Label.FIRST: "first", Label.SECOND: "second", Label.EQUAL: "equal"}
+
+    def __new__(cls, config, annotators):
+        from robopref.label.source import LabelingSource
+
+        class Answered(LabelingSource):
+            def submit(self, queries, episodes):
+                self.pool = dict(episodes if isinstance(episodes, dict) else
+                                 {e.id: e for e in episodes})
+                super().submit(queries, episodes)
+
+            def collect(self):
+                for annotator, teacher in annotators:
+                    for info in self.store.upcoming_for(annotator, self.project, limit=2):
+                        label = teacher.label([(info.first, info.second)], self.pool)[0]
+                        choice = "cannot_tell" if label is None else cls.CHOICE[label.label]
+                        self.store.submit_label(annotator, info.id, choice)
+                return super().collect()
+
+        return Answered(config)
+
+
+class TestLabelingSource(PreferenceSourceContract):
+    """People through the label database (answers written through the LabelStore)."""
+
+    @pytest.fixture(params=["majority-k1", "soft-k2"])
+    def make_source(self, request, tmp_path):
+        from robopref.label import LabelStore, open_database
+        from robopref.label.source import LabelingSourceConfig
+
+        k = 1 if request.param.endswith("k1") else 2
+        config = LabelingSourceConfig(
+            database=f"sqlite:///{tmp_path / 'labels.db'}", project="contract",
+            answers_wanted=k, aggregation=request.param.split("-")[0],
+        )
+        db = open_database(config.database)
+        store = LabelStore(db)
+        annotators = [
+            (store.create_annotator("ann")[0],
+             ScriptedTeacher(TeacherConfig(reward_scale=10.0, skip_threshold=5.5))),
+            (store.create_annotator("bob")[0],
+             ScriptedTeacher(TeacherConfig(reward_scale=10.0, mistake_prob=0.3, seed=3))),
+        ]
+        db.close()
+        return lambda: _StoreAnsweredSource(config, annotators)

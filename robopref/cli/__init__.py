@@ -8,6 +8,8 @@ robopref record [overrides...] [--resume]   teleoperated recording into a LeRobo
 robopref report DIR [DIR ...]               table of finished runs, by task and config
 robopref migrate-dataset DIR [DIR ...]      write version-2 sidecars into older datasets
 robopref label serve|annotator|progress     labelling server and its database (--db URL)
+robopref label simulate|export|import       simulated annotators; Parquet copies of labels
+robopref reward train labels=URL [...]      a reward model from a label database alone
 robopref --help                             this help, with config groups and options
 """
 
@@ -26,10 +28,17 @@ SUBCOMMANDS = {
     "record": "record teleoperated episodes into a LeRobotDataset (hardware=, teleop=, sensor=)",
     "report": "print the table of finished runs: robopref report runs/ multirun/...",
     "migrate-dataset": "give datasets written by robopref 0.1 a version-2 sidecar (stable id)",
-    "label": "labelling server and database: serve, annotator add NAME [--admin], progress",
+    "label": "labelling server and database: serve, annotator add NAME [--admin], progress, "
+             "simulate --token T, export --parquet FILE, import FILE",
+    "reward": "train a reward model from a label database alone: reward train labels=URL",
 }
 # Subcommands whose arguments are Hydra overrides of configs/<name>.yaml.
-HYDRA_SUBCOMMANDS = ("demo", "record", "transfer")
+HYDRA_SUBCOMMANDS = ("demo", "record", "transfer", "reward")
+# Hydra's own flags whose value is the next argument (robopref demo --cfg job).
+HYDRA_FLAGS_WITH_VALUE = ("--cfg", "-c", "--package", "-p", "--config-name", "-cn",
+                          "--config-path", "-cp", "--config-dir", "-cd")
+# Their config files where the name differs (configs/reward/ is the reward model group).
+HYDRA_CONFIG_NAMES = {"reward": "train_reward"}
 
 
 # -- entry point -------------------------------------------------------------------------
@@ -76,7 +85,15 @@ def _precheck_overrides(config_name: str, overrides: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    plain = [o for o in overrides if not o.startswith("-") and not o.startswith("hydra")]
+    plain, skip_value = [], False
+    for o in overrides:
+        if skip_value:  # the value of a Hydra flag (--cfg job), not an override
+            skip_value = False
+            continue
+        if o in HYDRA_FLAGS_WITH_VALUE:
+            skip_value = True
+        elif not o.startswith("-") and not o.startswith("hydra"):
+            plain.append(o)
     try:
         # A sweep (seed=0,1,2) cannot be composed; checking its first value checks the key.
         parsed = OverridesParser.create().parse_overrides(plain)
@@ -167,7 +184,11 @@ def main(argv: list[str] | None = None) -> None:
             from robopref.cli.record import _translate_resume
 
             rest = _translate_resume(rest)
-        _precheck_overrides(sub, rest)
+        if sub == "reward":
+            from robopref.cli.reward import split_action
+
+            rest = split_action(rest)
+        _precheck_overrides(HYDRA_CONFIG_NAMES.get(sub, sub), rest)
     except RobopError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -177,9 +198,11 @@ def main(argv: list[str] | None = None) -> None:
         from robopref.cli.demo import run_demo as run
     elif sub == "transfer":
         from robopref.cli.transfer import run_transfer as run
+    elif sub == "reward":
+        from robopref.cli.reward import run_train_reward as run
     else:
         from robopref.cli.record import run_record as run
-    _hydra_task(sub, run)()
+    _hydra_task(HYDRA_CONFIG_NAMES.get(sub, sub), run)()
 
 
 def _silence_third_party_warnings() -> None:
@@ -188,6 +211,8 @@ def _silence_third_party_warnings() -> None:
 
     # lerobot logs its video codec choice at INFO for every dataset, even without videos.
     logging.getLogger("lerobot").setLevel(logging.WARNING)
+    # Alembic logs each plugin and migration context at INFO whenever a label database opens.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     # Meta-World's scripted experts warn on every clipped action; gymnasium about bounds.
     warnings.filterwarnings("ignore", module=r"metaworld\..*")

@@ -97,6 +97,14 @@ def build_demo(cfg: dict, out_dir: Path):
             teacher_group["reward_scale"] = task.reward_scale
         source_cfg, source_cls = PREFERENCE_SOURCES.from_group(teacher_group, "teacher", seed=seed)
         refine_cfg, refine_cls = REFINERS.from_group(cfg["refine"], "refine")
+        source_args = {}
+        if getattr(source_cls, "uses_run_folder", False):
+            # People's labelling page finds the episodes by these folders (absolute: the
+            # server runs elsewhere); read at each submit, as the run adds datasets.
+            def dataset_paths() -> dict[str, str]:
+                return {i: str(store.path(p).resolve()) for i, p in store.datasets().items()}
+
+            source_args = {"dataset_paths": dataset_paths, "run_name": out_dir.resolve().name}
 
         loop = PreferenceLoop(
             loop_cfg,
@@ -107,8 +115,8 @@ def build_demo(cfg: dict, out_dir: Path):
             bc_trainer=trainer("bc"),
             reward_model=reward_cls(obs_dim, act_dim, reward_cfg, trainer("reward")),
             selector=query_cls(query_cfg),
-            source=source_cls(source_cfg),
-            refiner=refine_cls(refine_cfg, trainer("refine")),
+            source=source_cls(source_cfg, **source_args),
+            refiner=refine_cls(refine_cfg, trainer("refine"), task=task, vec_env=vec_env),
             store=store,
             progress=bool(cfg["progress"]),
             tensorboard=bool(cfg["tensorboard"]),
@@ -140,6 +148,7 @@ def run_demo_config(cfg: dict, out_dir: Path, overrides: list[str]) -> dict:
     finally:
         for env in envs:
             env.close()
+        loop.source.close()
     plot_run(summary, out_dir)
     print(format_table([summary]))
     print(f"results: {out_dir}")

@@ -31,6 +31,10 @@ class Episode:
             processes and folder moves. ``None`` until the episode is given one.
         episode_index: the episode's index inside that dataset.
         frame_indices: optional ``(T,)`` int64, lerobot's global frame ``index`` of each step.
+        sim_states: optional ``(T, S)`` float64, the simulator's state before each action
+            (row ``t`` pairs with ``observations[t]``), enough to re-render the frame later;
+            for MuJoCo tasks ``S = mj_stateSize(model, robopref.envs.metaworld.SIM_STATE_SPEC)``.
+            ``None`` for real robots and for datasets recorded without it.
     """
 
     observations: np.ndarray
@@ -44,6 +48,7 @@ class Episode:
     dataset_id: str | None = None
     episode_index: int | None = None
     frame_indices: np.ndarray | None = None
+    sim_states: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.observations = np.asarray(self.observations, dtype=np.float32)
@@ -70,6 +75,12 @@ class Episode:
         if self.frame_indices is not None:
             self.frame_indices = np.asarray(self.frame_indices, dtype=np.int64).reshape(-1)
             lengths["frame_indices"] = len(self.frame_indices)
+        if self.sim_states is not None:
+            # float64: a float32 copy of MuJoCo's state shifts pixels in the re-rendered frame.
+            self.sim_states = np.asarray(self.sim_states, dtype=np.float64)
+            if self.sim_states.ndim != 2:
+                raise ValueError(f"episode sim_states must be (T, S); got {self.sim_states.shape}")
+            lengths["sim_states"] = len(self.sim_states)
         if len(set(lengths.values())) != 1:
             raise ValueError(f"episode arrays disagree on length T: {lengths}")
         if length == 0:

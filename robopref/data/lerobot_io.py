@@ -10,9 +10,11 @@ Layout written by :func:`save_episodes`::
 Frame features: ``observation.state`` (the robot's own state: the first ``state_dim``
 entries of the policy observation), ``observation.environment_state`` (the rest: objects,
 goal; absent when ``state_dim`` covers everything), ``action`` (act_dim,), ``next.reward``
-(1,), ``next.success`` (1,), optionally ``observation.wrench`` (6,) in N and N·m, and
-``observation.images.<camera>`` (H, W, 3). lerobot's own trainers need an image or an
-environment state among the inputs, which the split provides.
+(1,), ``next.success`` (1,), optionally ``observation.wrench`` (6,) in N and N·m,
+``observation.images.<camera>`` (H, W, 3), and ``sim.state`` (S,) float64: the simulator's
+state before the action, from which the labelling server re-renders the frame (named outside
+``observation.*`` so lerobot's trainers never take it as a policy input). lerobot's own
+trainers need an image or an environment state among the inputs, which the split provides.
 
 The sidecar (format version 2) carries the dataset's own ``dataset_id`` (a UUID): episode
 ``i`` of the dataset is named ``"<dataset_id>:<i>"`` wherever the folder moves. It also
@@ -46,6 +48,8 @@ from robopref.errors import DatasetError
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 SIDECAR = "robopref.json"
+# The simulator state per frame: outside ``observation.*``, so no lerobot policy reads it.
+SIM_STATE_KEY = "sim.state"
 # Derived ids (version-1 sidecars, datasets edited by other tools) live in their own namespace.
 _DERIVED_ID_NAMESPACE = uuid.UUID("5d1f0e8a-7c7e-4a59-9d39-2f4a3d0c9b61")
 
@@ -98,6 +102,12 @@ def _features(example: Episode, state_dim: int | None) -> dict:
             "shape": (6,),
             "names": ["fx", "fy", "fz", "tx", "ty", "tz"],
         }
+    if example.sim_states is not None:
+        feats[SIM_STATE_KEY] = {
+            "dtype": "float64",
+            "shape": (example.sim_states.shape[1],),
+            "names": None,
+        }
     for cam, frames in example.images.items():
         feats[f"observation.images.{cam}"] = {
             "dtype": "image",
@@ -115,12 +125,17 @@ def _check_compatible(episodes: list[Episode]) -> None:
             and ep.act_dim == first.act_dim
             and (ep.wrenches is None) == (first.wrenches is None)
             and set(ep.images) == set(first.images)
+            and _sim_width(ep) == _sim_width(first)
         )
         if not same:
             raise ValueError(
                 f"episode {i} has other features than episode 0; one dataset holds one "
                 "kind of episode: save them into separate folders"
             )
+
+
+def _sim_width(episode: Episode) -> int | None:
+    return None if episode.sim_states is None else episode.sim_states.shape[1]
 
 
 def save_episodes(
@@ -185,6 +200,8 @@ def save_episodes(
                     frame["observation.environment_state"] = ep.observations[t, state_dim:]
                 if ep.wrenches is not None:
                     frame["observation.wrench"] = ep.wrenches[t]
+                if ep.sim_states is not None:
+                    frame[SIM_STATE_KEY] = ep.sim_states[t]
                 for cam, frames in ep.images.items():
                     frame[f"observation.images.{cam}"] = frames[t]
                 ds.add_frame(frame)
@@ -229,7 +246,8 @@ def load_episodes(root: str | Path, action_key: str = "action") -> list[Episode]
     ``observation.environment_state`` when the dataset has one. ``action_key`` picks the
     action feature (e.g. ``"action.intended"``: an operator's clean commands, the labels of
     DART/DAgger-style imitation). Each episode carries its stable id and lerobot's global
-    frame ``index``. Datasets written by other tools load too when they have
+    frame ``index``, and its simulator states when the dataset has ``sim.state`` (else
+    ``None``). Datasets written by other tools load too when they have
     ``observation.state`` and the action; missing rewards read as NaN, missing success flags
     as False.
     """
@@ -279,6 +297,8 @@ def load_episodes(root: str | Path, action_key: str = "action") -> list[Episode]
             if "observation.wrench" in columns
             else None
         )
+        sim = _float64_column(ds.hf_dataset, SIM_STATE_KEY, n) if SIM_STATE_KEY in columns \
+            else None
         image_keys = [k for k in ds.meta.camera_keys]
         total_episodes = int(ds.meta.total_episodes)
     except DatasetError:
@@ -314,9 +334,17 @@ def load_episodes(root: str | Path, action_key: str = "action") -> list[Episode]
                 dataset_id=dataset_id,
                 episode_index=int(ep_idx),
                 frame_indices=frames[rows],
+                sim_states=None if sim is None else sim[rows],
             )
         )
     return episodes
+
+
+def _float64_column(hf_dataset, key: str, n: int) -> np.ndarray:
+    """``(n, width)`` float64 of a list column, read from Arrow: HF datasets' numpy format
+    casts float64 to float32, which moves a re-rendered simulator frame by a pixel."""
+    column = hf_dataset.with_format("arrow")[key].combine_chunks()
+    return np.asarray(column.flatten().to_numpy(), dtype=np.float64).reshape(n, -1)
 
 
 def dataset_id_of(root: str | Path) -> str:

@@ -3,6 +3,9 @@
 ``open_database(url)`` opens (and migrates) the database; ``LabelStore`` holds every
 operation on it; ``robopref.label.export`` reads preferences back for reward training;
 ``robopref.label.server.create_app`` serves the API (imported on demand: it needs FastAPI).
+Also imported on demand (they need torch): ``robopref.label.source.LabelingSource``, the
+loop's ``people`` preference source; ``robopref.label.enqueue`` (``robopref label enqueue``)
+and ``robopref.label.train`` (``robopref reward train``: a reward from the database alone).
 """
 
 from robopref.label.database import Database, open_database

@@ -1,10 +1,16 @@
 """``robopref label ...``: serve the labelling API, add annotators, show progress.
 
     robopref label serve [--db URL] [--host 127.0.0.1] [--port 8765]
+                         [--videos DIR] [--datasets DIR ...] [--camera NAME]
                          [--ssl-certfile F --ssl-keyfile F]
     robopref label annotator add NAME [--admin] [--db URL]
     robopref label annotator list [--db URL]
     robopref label progress [--db URL] [--project NAME]
+    robopref label simulate --token T [--teacher PRESET] [--url URL] [--datasets DIR ...]
+    robopref label export --parquet FILE [--project NAME] [--db URL]
+    robopref label import FILE [--project NAME] [--db URL]
+    robopref label enqueue RUN_OR_DATASET [--pairs N] [--segment-length L] [--answers K]
+                           [--query uniform|disagreement|entropy] [--episode-scores N]
 
 ``--db`` takes a file path, ``sqlite:///PATH`` or a PostgreSQL URL; it defaults to
 ``$ROBOPREF_LABEL_DB``, else ``labels.db`` in the working folder.
@@ -14,10 +20,13 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import os
 import sys
 
 from robopref.errors import ConfigError, RobopError
+from robopref.label import cli_tools
+from robopref.label import enqueue as enqueue_command
 
 DEFAULT_DB = "labels.db"
 DEFAULT_HOST = "127.0.0.1"
@@ -48,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=DEFAULT_PORT)
     serve.add_argument("--ssl-certfile", help="TLS certificate (PEM), with --ssl-keyfile")
     serve.add_argument("--ssl-keyfile", help="TLS private key (PEM), with --ssl-certfile")
+    serve.add_argument("--videos", default=None,
+                       help="video cache folder (default: videos/ beside a SQLite database, "
+                            "else in the working folder)")
+    serve.add_argument("--datasets", action="append", default=[], metavar="DIR",
+                       help="folder searched for the datasets queries name (repeatable)")
+    serve.add_argument("--camera", default=None,
+                       help="dataset camera shown (default: each dataset's first)")
 
     annotator = commands.add_parser("annotator", help="manage annotators")
     actions = annotator.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -58,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
 
     prog = with_db(commands.add_parser("progress", help="queue and label counts"))
     prog.add_argument("--project", default=None, help="one project only")
+    cli_tools.add_commands(commands, with_db)  # simulate, export --parquet, import
+    enqueue_command.add_command(commands, with_db)
     return parser
 
 
@@ -71,7 +89,9 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: assume it resolves to a network address
 
 
-def serve(db: str, host: str, port: int, certfile: str | None, keyfile: str | None) -> None:
+def serve(db: str, host: str, port: int, certfile: str | None, keyfile: str | None,
+          videos: str | None = None, datasets: list[str] | tuple = (),
+          camera: str | None = None) -> None:
     if (certfile is None) != (keyfile is None):
         raise ConfigError("TLS needs both --ssl-certfile and --ssl-keyfile: give both or none")
     tls = certfile is not None
@@ -84,13 +104,24 @@ def serve(db: str, host: str, port: int, certfile: str | None, keyfile: str | No
               file=sys.stderr)
     import uvicorn
 
+    from robopref.label.datasets import DatasetResolver
     from robopref.label.server import create_app
+    from robopref.label.video import VideoCache, dataset_traces, default_video_folder
 
-    app = create_app(db)  # opens and migrates now: a bad --db fails before binding
-    scheme = "https" if tls else "http"
-    print(f"serving labels from {app.state.db.url} on {scheme}://{host}:{port}", file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, ssl_certfile=certfile, ssl_keyfile=keyfile,
-                log_level="info")
+    logging.basicConfig(format="%(levelname)s: %(name)s: %(message)s")
+    logging.getLogger("robopref.label.video").setLevel(logging.INFO)  # one line per video
+    resolver = DatasetResolver(datasets)  # a missing search root fails before binding
+    cache = VideoCache(videos or default_video_folder(db), resolver, camera=camera)
+    try:
+        # Opens and migrates now: a bad --db fails before binding.
+        app = create_app(db, videos=cache, traces=dataset_traces(resolver))
+        scheme = "https" if tls else "http"
+        print(f"serving labels from {app.state.db.url} on {scheme}://{host}:{port}, videos "
+              f"in {cache.folder}", file=sys.stderr)
+        uvicorn.run(app, host=host, port=port, ssl_certfile=certfile, ssl_keyfile=keyfile,
+                    log_level="info")
+    finally:
+        cache.close()
 
 
 def _print_progress(db: str, project: str | None) -> None:
@@ -118,8 +149,11 @@ def _print_progress(db: str, project: str | None) -> None:
 def run(argv: list[str]) -> None:
     """Parse and run; raises :class:`RobopError` subclasses for bad input."""
     args = _parser().parse_args(argv)
+    if cli_tools.run(args) or enqueue_command.run(args):
+        return
     if args.command == "serve":
-        serve(args.db, args.host, args.port, args.ssl_certfile, args.ssl_keyfile)
+        serve(args.db, args.host, args.port, args.ssl_certfile, args.ssl_keyfile,
+              args.videos, args.datasets, args.camera)
     elif args.command == "progress":
         _print_progress(args.db, args.project)
     else:

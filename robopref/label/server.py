@@ -122,12 +122,12 @@ def _default_traces() -> Traces:
 
     def traces(segment: Segment, dataset_path: str | None) -> dict | None:
         with lock:
-            if "resolver" not in state:
-                from robopref.label.video import DatasetResolver, wrench_trace
+            if "traces" not in state:
+                from robopref.label.datasets import DatasetResolver
+                from robopref.label.video import dataset_traces
 
-                state["resolver"], state["trace"] = DatasetResolver(), wrench_trace
-        episode = state["resolver"](segment, dataset_path)
-        return state["trace"](episode, segment)
+                state["traces"] = dataset_traces(DatasetResolver())
+        return state["traces"](segment, dataset_path)
 
     return traces
 

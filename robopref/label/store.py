@@ -199,23 +199,41 @@ class LabelStore:
         return row
 
     def _query_info(self, session: Session, row: QueryRow) -> QueryInfo:
-        first = session.get(SegmentRow, row.first_segment_id)
-        second = None if row.second_segment_id is None else session.get(
-            SegmentRow, row.second_segment_id
-        )
-        answers = session.scalar(
-            select(func.count()).select_from(LabelRow).where(LabelRow.query_id == row.id)
-        )
+        return self._query_infos(session, [row])[0]
+
+    def _query_infos(self, session: Session, rows: list[QueryRow]) -> list[QueryInfo]:
+        """Query records of ``rows``: three reads in all (segments, answer counts, projects),
+        whatever the number of rows, since ``/api/next`` builds several per call."""
+        if not rows:
+            return []
+        segment_ids = {r.first_segment_id for r in rows} | {
+            r.second_segment_id for r in rows if r.second_segment_id is not None
+        }
+        found = session.scalars(select(SegmentRow).where(SegmentRow.id.in_(segment_ids)))
+        segments = {s.id: s for s in found}
+        query_ids = [r.id for r in rows]
+        counts = dict(session.execute(
+            select(LabelRow.query_id, func.count()).where(LabelRow.query_id.in_(query_ids))
+            .group_by(LabelRow.query_id)
+        ).all())
+        projects = dict(session.execute(
+            select(Project.id, Project.name).where(Project.id.in_({r.project_id for r in rows}))
+        ).all())
 
         def segment(s: SegmentRow) -> Segment:
             return Segment(s.episode_id, s.start_frame, s.end_frame)
 
-        return QueryInfo(
-            row.id, row.key, session.get(Project, row.project_id).name, row.kind,
-            segment(first), None if second is None else segment(second), first.dataset_path,
-            None if second is None else second.dataset_path, row.answers_wanted, answers,
-            row.status, row.created_at,
-        )
+        infos = []
+        for row in rows:
+            first = segments[row.first_segment_id]
+            second = None if row.second_segment_id is None else segments[row.second_segment_id]
+            infos.append(QueryInfo(
+                row.id, row.key, projects[row.project_id], row.kind, segment(first),
+                None if second is None else segment(second), first.dataset_path,
+                None if second is None else second.dataset_path, row.answers_wanted,
+                counts.get(row.id, 0), row.status, row.created_at,
+            ))
+        return infos
 
     def _get_query(self, session: Session, query_id: int, lock: bool = False) -> QueryRow:
         stmt = select(QueryRow).where(QueryRow.id == query_id)
@@ -352,8 +370,8 @@ class LabelStore:
             stmt = stmt.join(Project, Project.id == QueryRow.project_id).where(
                 Project.name == project)
         with self.db.transaction() as session:
-            rows = session.scalars(stmt.order_by(QueryRow.id).limit(max(limit, 0)))
-            return [self._query_info(session, row) for row in rows]
+            rows = list(session.scalars(stmt.order_by(QueryRow.id).limit(max(limit, 0))))
+            return self._query_infos(session, rows)
 
     # -- labels ------------------------------------------------------------------------
     def submit_label(self, annotator: AnnotatorInfo, query_id: int, choice: str | None,

@@ -28,6 +28,10 @@ PREFERENCE_SOURCES = Registry(
             "robopref.preferences.transfer.source:TransferConfig",
             "robopref.preferences.transfer.source:TransferSource",
         ),
+        "people": (
+            "robopref.label.source:LabelingSourceConfig",
+            "robopref.label.source:LabelingSource",
+        ),
     },
 )
 

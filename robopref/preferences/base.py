@@ -66,6 +66,10 @@ class PreferenceSource(ABC):  # noqa: B024
     # Scripted teachers judge by ground-truth reward: the loop then asks only about episodes
     # that have one (not, e.g., teleoperated demos recorded without a reward).
     needs_true_rewards: ClassVar[bool] = False
+    # Sources that show episodes to people need to know where the run keeps its datasets:
+    # the CLI then passes ``dataset_paths`` (a callable: dataset id -> folder) and
+    # ``run_name`` to the constructor. The loop itself never hands out paths.
+    uses_run_folder: ClassVar[bool] = False
 
     def label(
         self, pairs: list[tuple[Segment, Segment]], episodes: list[Episode]

@@ -2,6 +2,7 @@
 
 from robopref.refine.awr import AdvantageWeightedRegression, AWRConfig, reward_to_go
 from robopref.refine.base import Refiner
+from robopref.refine.ppo import PPOConfig, PPORefiner
 from robopref.refine.rwr import RewardWeightedRegression, RWRConfig, exp_weights, goal_baseline
 from robopref.registry import Registry
 
@@ -11,6 +12,7 @@ REFINERS = Registry(
     {
         "rwr": ("robopref.refine.rwr:RWRConfig", "robopref.refine.rwr:RewardWeightedRegression"),
         "awr": ("robopref.refine.awr:AWRConfig", "robopref.refine.awr:AdvantageWeightedRegression"),
+        "ppo": ("robopref.refine.ppo:PPOConfig", "robopref.refine.ppo:PPORefiner"),
     },
 )
 
@@ -18,6 +20,8 @@ __all__ = [
     "REFINERS",
     "AWRConfig",
     "AdvantageWeightedRegression",
+    "PPOConfig",
+    "PPORefiner",
     "RWRConfig",
     "Refiner",
     "RewardWeightedRegression",

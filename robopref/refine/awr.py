@@ -20,7 +20,7 @@ from torch import nn
 from robopref.data import Episode, stack_transitions
 from robopref.errors import ConfigError
 from robopref.policies.bc import mlp
-from robopref.refine.base import Refiner
+from robopref.refine.base import Refiner, residual_config, trainable_start
 from robopref.refine.rwr import exp_weights, fit_anchored
 from robopref.rewards import RewardModel
 from robopref.training import Trainer
@@ -35,6 +35,9 @@ class AWRConfig:
     anchor_weight: weight of the L2 anchor to the base policy's mean action.
     value_hidden_sizes: widths of the value baseline MLP.
     value_steps: gradient steps fitting the value baseline.
+    residual: train only a residual on the frozen given policy (``ResidualPolicy``; a policy
+        that already is one is trained as it is), instead of the whole policy.
+    residual_policy: ``ResidualConfig`` options of that residual.
     """
 
     gamma: float = 0.95
@@ -43,6 +46,8 @@ class AWRConfig:
     anchor_weight: float = 0.1
     value_hidden_sizes: list[int] = field(default_factory=lambda: [128, 128])
     value_steps: int = 500
+    residual: bool = False
+    residual_policy: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 0 < self.gamma <= 1:
@@ -51,6 +56,7 @@ class AWRConfig:
             raise ConfigError("awr temperature must be > 0 and max_weight >= 1")
         if self.anchor_weight < 0 or self.value_steps < 1:
             raise ConfigError("awr anchor_weight must be >= 0 and value_steps >= 1")
+        residual_config(self.residual_policy, "refine")
 
 
 def reward_to_go(rewards: np.ndarray, gamma: float) -> np.ndarray:
@@ -79,11 +85,14 @@ def _value_loss(model: nn.Module, batch: dict[str, torch.Tensor]):
 
 
 class AdvantageWeightedRegression(Refiner):
-    def __init__(self, config: AWRConfig, trainer: Trainer):
+    def __init__(self, config: AWRConfig, trainer: Trainer, task=None, vec_env=None):
+        # ``task`` and ``vec_env`` are accepted like every refiner's and unused: this one
+        # learns from the loop's rollouts.
         self.config, self.trainer = config, trainer
 
     def refine(self, policy, base_policy, rollouts, demos, reward_model: RewardModel):
         cfg = self.config
+        policy = trainable_start(policy, cfg.residual, cfg.residual_policy, "refine")
         episodes: list[Episode] = list(demos) + list(rollouts)
         obs, act = stack_transitions(episodes)
         returns = np.concatenate(

@@ -22,7 +22,7 @@ scripted expert leaves in the imitation data.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -30,7 +30,8 @@ from torch import nn
 
 from robopref.data import stack_transitions
 from robopref.errors import ConfigError
-from robopref.refine.base import Refiner
+from robopref.policies.residual import residual_penalty
+from robopref.refine.base import Refiner, residual_config, trainable_start
 from robopref.rewards import RewardModel
 from robopref.training import Trainer
 
@@ -44,6 +45,10 @@ class RWRConfig:
     anchor_weight: weight of the L2 anchor to the base policy's mean action.
     baseline: ``"global"`` (mean learned return of all episodes) or ``"goal"`` (mean of the
         episodes that started from the same variation, ``meta["variation"]``).
+    residual: train only a residual on the frozen given policy (``ResidualPolicy``; a policy
+        that already is one is trained as it is), instead of the whole policy.
+    residual_policy: ``ResidualConfig`` options of that residual (hidden_sizes,
+        max_residual, max_residual_fraction, l2_penalty, see_base_action).
     """
 
     temperature: float = 0.25
@@ -51,6 +56,8 @@ class RWRConfig:
     demo_weight: float = 1.0
     anchor_weight: float = 0.1
     baseline: str = "global"
+    residual: bool = False
+    residual_policy: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -63,6 +70,7 @@ class RWRConfig:
             raise ConfigError(
                 f"rwr baseline must be one of {sorted(BASELINES)}, got '{self.baseline}'"
             )
+        residual_config(self.residual_policy, "refine")
 
 
 BASELINES = ("global", "goal")
@@ -97,11 +105,14 @@ def exp_weights(scores: np.ndarray, temperature: float, max_weight: float) -> np
 
 
 class RewardWeightedRegression(Refiner):
-    def __init__(self, config: RWRConfig, trainer: Trainer):
+    def __init__(self, config: RWRConfig, trainer: Trainer, task=None, vec_env=None):
+        # ``task`` and ``vec_env`` are accepted like every refiner's and unused: this one
+        # learns from the loop's rollouts.
         self.config, self.trainer = config, trainer
 
     def refine(self, policy, base_policy, rollouts, demos, reward_model: RewardModel):
         cfg = self.config
+        policy = trainable_start(policy, cfg.residual, cfg.residual_policy, "refine")
         episodes = list(demos) + list(rollouts)
         learned = np.array([reward_model.episode_rewards(e).sum() for e in episodes])
         if cfg.baseline == "goal":
@@ -133,12 +144,18 @@ def fit_anchored(trainer, policy, base_policy, obs, act, weights, anchor_weight:
 
 
 def anchored_weighted_loss(anchor_weight: float):
-    """Trainer loss: weighted action regression plus an L2 anchor to ``batch["anchor"]``."""
+    """Trainer loss: weighted action regression plus an L2 anchor to ``batch["anchor"]``, plus
+    a residual policy's own penalty on its size (``residual_penalty``; zero otherwise)."""
 
     def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor]):
         weighted = model.weighted_imitation_loss(batch["obs"], batch["act"], batch["weight"])
         anchor = ((model(batch["obs"]) - batch["anchor"]) ** 2).sum(-1).mean()
-        loss = weighted + anchor_weight * anchor
-        return loss, {"weighted_bc": float(weighted.detach()), "anchor": float(anchor.detach())}
+        penalty = residual_penalty(model, batch["obs"]).mean()
+        loss = weighted + anchor_weight * anchor + penalty
+        return loss, {
+            "weighted_bc": float(weighted.detach()),
+            "anchor": float(anchor.detach()),
+            "residual_penalty": float(penalty.detach()),
+        }
 
     return loss_fn

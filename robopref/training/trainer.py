@@ -131,7 +131,10 @@ class Trainer:
         n = next(iter(sizes.values()))
         model.to(self.device)
         data = {k: v.to(self.device) for k, v in data.items()}
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # Frozen parameters (a residual's base) never enter the optimiser, so no optimiser
+        # state or update can reach them.
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
         # Offset by steps already taken so repeated fits (reward rounds) draw fresh batches.
         generator = torch.Generator(device="cpu").manual_seed(cfg.seed + self.global_step)
         step = 0

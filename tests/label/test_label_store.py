@@ -1,5 +1,6 @@
 """The label store's rules: queue order, idempotent enqueue and submit, retiring at k answers,
-withdrawal, export with aggregation, agreement, and concurrent writers on one SQLite file."""
+withdrawal, export with aggregation, agreement, and concurrent writers; each on SQLite and on
+PostgreSQL (the ``database_url`` fixture)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from robopref.label.export import (
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = new_store(tmp_path / "labels.db")
+def store(database_url):
+    store = new_store(database_url)
     yield store
     store.db.close()
 
@@ -181,11 +182,12 @@ def test_episode_scores_are_averaged_per_segment(store):
     assert export_preferences(store.db) == []  # scores are not pair preferences
 
 
-def test_concurrent_annotators_in_separate_connections_leave_exactly_the_expected_rows(tmp_path):
+def test_concurrent_annotators_in_separate_connections_leave_exactly_the_expected_rows(
+        database_url):
     """Ten writers, each with its own engine (as separate processes would be), answer every
     query twice over; each query wants five answers. Exactly five rows per query must remain:
     none lost, none duplicated, and no query takes a sixth answer."""
-    path = tmp_path / "labels.db"
+    path = database_url
     setup = new_store(path)
     n_queries, k, n_threads = 12, 5, 10
     ids = setup.enqueue_pairs(pairs(n_queries), answers_wanted=k)

@@ -1,4 +1,4 @@
-"""Fixtures of the label tests: a real PostgreSQL server for the database tests.
+"""A real PostgreSQL server for the database tests (fixtures, registered by tests/conftest.py).
 
 ``postgres_server`` (session) runs a throwaway PostgreSQL cluster from Debian's
 ``postgresql`` package: ``initdb`` into a temporary folder, ``pg_ctl start`` on a free
