@@ -99,6 +99,12 @@ class PeelV0Task(Task):
     def make_env(self, seed: int = 0) -> VariationEnv:
         return VariationEnv(PeelEnv(self.peel_config, seed=seed, safety=self.safety_config))
 
+    def episode_meta(self) -> dict:
+        # Peel-v0 rollouts store no frames: the labelling page replays them from these.
+        from robopref.envs.peel.replay import replay_spec
+
+        return {"replay": replay_spec(self.peel_config, self.safety_config)}
+
     def make_expert(self, options: dict | None, num_envs: int, seed: int = 0) -> PeelExpert:
         config = self.expert_config
         if options:

@@ -109,6 +109,11 @@ class Task(ABC):
         # Episodes are collected in lockstep and reset explicitly, so autoreset never fires.
         return cls(fns, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
 
+    def episode_meta(self) -> dict:
+        """What every episode of this task carries in its ``meta`` beyond its variation, so
+        that it can be shown again later (e.g. the settings a replay needs); JSON-ready."""
+        return {}
+
     def describe(self) -> dict:
         """What a run folder records about the task."""
         return {

@@ -71,8 +71,11 @@ def collect_episodes(
     max_steps: int,
     source: str = "rollout",
     progress: bool = True,
+    meta: dict | None = None,
 ) -> list[Episode]:
     """Run one episode per entry of ``variations`` (the task's start-state / goal keys).
+
+    ``meta``: added to every episode's ``meta`` (the task's ``episode_meta()``).
 
     ``policy`` acts on a batch: ``act(obs (num_envs, obs_dim)) -> (num_envs, act_dim)``.
     Episodes run in lockstep batches of ``vec_env.num_envs`` and last ``max_steps`` steps
@@ -126,7 +129,7 @@ def collect_episodes(
                     rewards=stacked[2][i, :end],
                     successes=stacked[3][i, :end],
                     task=task,
-                    meta={"variation": _plain(goals[i]), "source": source},
+                    meta={**(meta or {}), "variation": _plain(goals[i]), "source": source},
                     sim_states=None if sims is None else sims[i, :end],
                 )
             )

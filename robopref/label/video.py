@@ -2,7 +2,9 @@
 
 A segment's frames come from the dataset's own cameras when the episode has images
 (recordings), else are re-rendered from its simulator states (Meta-World rollouts: see
-``robopref.envs.metaworld_render``); an episode with neither cannot be shown.
+``robopref.envs.metaworld_render``), else replayed from its actions in the scene it started
+from (Peel-v0 rollouts, whose ``meta["replay"]`` names the settings: see
+``robopref.envs.peel.replay``); an episode with none of these cannot be shown.
 :class:`VideoCache` is what the label server serves videos from: a background worker renders
 requested segments to VP9 WebM files in a folder, named by a hash of the segment and the
 render settings, so a restarted server finds them again and a change of settings (or of
@@ -52,7 +54,7 @@ MAX_PENDING = 512
 
 
 class NoFramesError(RobopError):
-    """An episode has no camera frames and no simulator state to render them from."""
+    """An episode has no camera frames, no simulator state and no replay settings."""
 
 
 def _one_line(exc: BaseException) -> str:
@@ -72,6 +74,7 @@ class SimRenderers:
         self.camera, self.height, self.width = camera, height, width
         self.max_tasks = max(1, max_tasks)
         self._renderers: OrderedDict[str, object] = OrderedDict()
+        self._replayer = None  # Peel-v0's, built on first use
 
     def render(self, task: str, variation, states: np.ndarray) -> np.ndarray:
         """``(n, height, width, 3)`` uint8 frames of ``states`` ``(n, S)``."""
@@ -90,9 +93,23 @@ class SimRenderers:
         self._renderers.move_to_end(task)
         return self._renderers[task].render(variation, states)
 
+    def replay(self, episode: Episode, start: int, end: int) -> np.ndarray:
+        """``(end - start, height, width, 3)`` uint8 frames replayed from the episode's
+        actions in its start scene (``episode.meta["replay"]``), checked against its
+        observations at every step."""
+        if self._replayer is None:
+            from robopref.envs.peel.replay import PeelReplayer
+
+            self._replayer = PeelReplayer(width=self.width, height=self.height)
+        return self._replayer.render(episode.meta["replay"], episode.meta.get("variation"),
+                                     episode.actions, start, end, episode.observations)
+
     def close(self) -> None:
         while self._renderers:
             self._renderers.popitem()[1].close()
+        if self._replayer is not None:
+            self._replayer.close()
+            self._replayer = None
 
 
 def segment_frames(episode: Episode, segment: Segment, renderers: SimRenderers | None = None,
@@ -100,8 +117,9 @@ def segment_frames(episode: Episode, segment: Segment, renderers: SimRenderers |
     """``(len(segment), H, W, 3)`` uint8 frames of ``segment`` of ``episode``.
 
     The dataset's camera ``camera`` (default: its first) when the episode has images, else
-    frames rendered from ``episode.sim_states`` by ``renderers`` (a new one, closed after,
-    when ``None``). Raises :class:`NoFramesError` when the episode has neither.
+    frames rendered from ``episode.sim_states``, else replayed from its actions
+    (``episode.meta["replay"]``), by ``renderers`` (a new one, closed after, when ``None``).
+    Raises :class:`NoFramesError` when the episode has none of these.
     """
     if segment.end > len(episode):
         raise NoFramesError(f"segment [{segment.start}, {segment.end}) runs past episode "
@@ -112,13 +130,16 @@ def segment_frames(episode: Episode, segment: Segment, renderers: SimRenderers |
             raise ConfigError(f"episode {_name(episode)} has no camera '{name}' (it has "
                               f"{', '.join(episode.images)}): pick one of those")
         return np.asarray(episode.images[name][segment.start:segment.end], dtype=np.uint8)
-    if episode.sim_states is None:
-        raise NoFramesError(f"episode {_name(episode)} has no camera frames and no simulator "
-                            "state: record with cameras, or re-run the rollout with this "
-                            "robopref")
+    replayable = isinstance(episode.meta.get("replay"), dict)
+    if episode.sim_states is None and not replayable:
+        raise NoFramesError(f"episode {_name(episode)} has no camera frames, no simulator "
+                            "state and no replay settings: record with cameras, or re-run "
+                            "the rollout with this robopref")
     own = renderers is None
     renderers = renderers or SimRenderers()
     try:
+        if episode.sim_states is None:
+            return renderers.replay(episode, segment.start, segment.end)
         variation = episode.meta.get("variation")
         return renderers.render(episode.task, variation,
                                 episode.sim_states[segment.start:segment.end])

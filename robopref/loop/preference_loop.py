@@ -403,13 +403,14 @@ class PreferenceLoop:
             self.task.episode_steps,
             source=name.split()[0],
             progress=self.progress,
+            meta=self.task.episode_meta(),
         )
 
     def _validate(self, policy) -> list[Episode]:
         variations = self.task.first("validation", self.config.validation_episodes)
         return collect_episodes(
             self.validation_env, policy, variations, self.task.name, self.task.episode_steps,
-            source="validation", progress=self.progress,
+            source="validation", progress=self.progress, meta=self.task.episode_meta(),
         )
 
     def _save_dataset(self, episodes: list[Episode], name: str) -> None:

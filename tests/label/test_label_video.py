@@ -167,13 +167,14 @@ def test_dataset_camera_frames_are_used_as_they_are(tmp_path):
 def test_an_episode_with_nothing_to_show_fails_with_one_line(tmp_path):
     episode, hint = saved_episode(tmp_path / "bare")
     segment = Segment(episode.id, 0, 5)
-    with pytest.raises(NoFramesError, match="no camera frames and no simulator state"):
+    with pytest.raises(NoFramesError, match="no camera frames, no simulator state and no "
+                       "replay settings"):
         segment_frames(episode, segment)
     cache = VideoCache(tmp_path / "videos", DatasetResolver(), **SIZE)
     try:
         assert wait_for(cache, segment, hint) is None
         error = cache.failed(segment)
-        assert error.startswith(f"episode {episode.id} has no camera frames and no simulator")
+        assert error.startswith(f"episode {episode.id} has no camera frames, no simulator")
         assert "\n" not in error and "re-run the rollout" in error
         # A failure is remembered (not re-queued) until it expires, then retried.
         cache.request([(segment, hint)])
@@ -301,3 +302,84 @@ def test_serve_wires_a_video_cache_and_closes_it(tmp_path, monkeypatch, capsys):
         cli.main(["serve", "--db", str(tmp_path / "labels.db"), "--datasets", "/no/such/dir"])
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "not a folder" in err
+
+
+PEEL_STEPS = 12
+
+
+@pytest.fixture(scope="module")
+def peel_rollout(tmp_path_factory):
+    """One short Peel-v0 expert rollout carrying the task's replay settings, saved and loaded
+    back: ``(episode, root, frames rendered live before each action)``."""
+    from robopref.envs.peel_task import PeelTaskConfig, PeelV0Task
+
+    task = PeelV0Task(PeelTaskConfig(peel={"episode_steps": PEEL_STEPS}))
+    vec = task.make_vector_env(1, asynchronous=False)
+    live = []
+    sim = vec.envs[0].env.sim  # the simulated arm under the task's wrapper and env
+
+    class Watching:
+        """The expert, with the scene drawn before each of its actions."""
+
+        def __init__(self, policy):
+            self.policy = policy
+
+        def begin_episodes(self, n):
+            self.policy.begin_episodes(n)
+
+        def act(self, obs):
+            live.append(sim.render("front", SIZE["width"], SIZE["height"]))
+            return self.policy.act(obs)
+
+    try:
+        episodes = collect_episodes(vec, Watching(task.make_expert(None, 1)), [7], task.name,
+                                    PEEL_STEPS, progress=False, meta=task.episode_meta())
+    finally:
+        vec.close()
+    root = save_episodes(episodes, tmp_path_factory.mktemp("peel") / "rollouts", fps=task.fps,
+                         state_dim=task.state_dim)
+    [episode] = load_episodes(root)
+    assert episode.sim_states is None and episode.meta["replay"]["kind"] == "peel-v0"
+    return episode, root, np.stack(live)
+
+
+def test_a_peel_rollout_is_replayed_to_the_pixels_it_showed(peel_rollout):
+    episode, _, live = peel_rollout
+    renderers = SimRenderers(**SIZE)
+    try:
+        frames = segment_frames(episode, Segment(episode.id, 3, 9), renderers)
+        again = segment_frames(episode, Segment(episode.id, 3, 9), renderers)
+    finally:
+        renderers.close()
+    assert frames.shape == (6, 60, 80, 3)
+    np.testing.assert_array_equal(frames, live[3:9])
+    np.testing.assert_array_equal(frames, again)
+
+
+def test_a_peel_replay_that_leaves_the_recording_is_refused(peel_rollout):
+    from robopref.errors import DatasetError
+
+    episode, _, _ = peel_rollout
+    tampered = Episode(episode.observations, episode.actions[::-1].copy(), episode.rewards,
+                       episode.successes, task=episode.task, meta=episode.meta,
+                       dataset_id=episode.dataset_id, episode_index=episode.episode_index)
+    renderers = SimRenderers(**SIZE)
+    try:
+        with pytest.raises(DatasetError, match="left the recorded episode at step"):
+            segment_frames(tampered, Segment(episode.id, 2, 8), renderers)
+    finally:
+        renderers.close()
+
+
+def test_a_peel_segment_becomes_a_webm(peel_rollout, tmp_path):
+    episode, root, live = peel_rollout
+    cache = VideoCache(tmp_path / "videos", DatasetResolver(), **SIZE)
+    segment = Segment(episode.id, 2, 10)
+    try:
+        path = wait_for(cache, segment, str(root))
+        assert path is not None, cache.failed(segment)
+    finally:
+        cache.close()
+    frames, fps = decode(path)
+    assert frames.shape == (8, 60, 80, 3) and fps == 20
+    assert np.abs(frames.astype(int) - live[2:10].astype(int)).mean() < 8
