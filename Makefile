@@ -27,6 +27,8 @@ bench: setup
 	.venv/bin/python benchmarks/reward_ensemble_throughput.py
 	.venv/bin/python benchmarks/sim_arm_steps.py
 	.venv/bin/python benchmarks/control_loop_rate.py
+	.venv/bin/python benchmarks/record_save_scaling.py
+	.venv/bin/python benchmarks/segment_video.py
 	.venv/bin/python benchmarks/gw_scaling.py
 
 clean:

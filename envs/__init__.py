@@ -30,8 +30,18 @@ TASKS = Registry(
         "peel": ("robopref.envs.peel_task:PeelTaskConfig", "robopref.envs.peel_task:PeelV0Task"),
     },
 )
+# The one registry of arm-side tasks (what a Recorder or an arm round drives on a ForceArm):
+# name -> (config class, task class built from it). Peel needs the simulated arm.
+ARM_TASKS = Registry(
+    "arm task",
+    {
+        "peel": ("robopref.envs.peel.config:PeelConfig", "robopref.envs.peel.task:PeelTask"),
+        "reach": ("robopref.envs.arm_task:ReachConfig", "robopref.envs.arm_task:ReachTask"),
+    },
+)
 
 __all__ = [
+    "ARM_TASKS",
     "SPLITS",
     "TASKS",
     "BatchedExpert",

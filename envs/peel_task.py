@@ -10,6 +10,7 @@ import numpy as np
 
 from robopref.envs.peel import PeelConfig, PeelEnv, PeelExpert, PeelExpertConfig
 from robopref.envs.peel.config import OBS_DIM, STATE_DIM
+from robopref.envs.peel.task import STEP_METRIC_NAMES
 from robopref.envs.task import Task
 from robopref.errors import ConfigError
 from robopref.registry import build_config
@@ -76,6 +77,16 @@ class PeelV0Task(Task):
     state_dim = STATE_DIM
     obs_dim = OBS_DIM
     act_dim = 6
+    step_metric_names = STEP_METRIC_NAMES
+    quality_metric_names = (
+        "removed_fraction",
+        "gouged_fraction",
+        "peak_contact_force_n",
+        "mean_contact_force_n",
+    )
+    # A whole episode's true return is its removed fraction minus the gouging and force
+    # penalties: scored over [0, 1] removed, i.e. (0, 1 / reward_scale) reward_scale units.
+    score_basis = "episode"
 
     def __init__(self, config: PeelTaskConfig):
         from robopref.hardware.safety import SafetyConfig
@@ -90,6 +101,7 @@ class PeelV0Task(Task):
         high = np.array([c.max_translation_step_m] * 3 + [c.max_rotation_step_rad] * 3)
         self.action_low, self.action_high = -high.astype(np.float32), high.astype(np.float32)
         self.reward_scale = config.reward_scale
+        self.score_range = (0.0, 1.0 / config.reward_scale)
 
     def variations(self, split: str) -> range:
         self.check_split(split)

@@ -43,6 +43,14 @@ class Task(ABC):
         state_dim: the observation's first ``state_dim`` entries are the robot's own state
             (``observation.state`` in datasets), the rest the environment's
             (``observation.environment_state``).
+        step_metric_names: per-step metrics the env reports in ``info`` after each action,
+            recorded as ``Episode.metrics`` (what a composite reward maps to [0, 1]); none by
+            default, so such tasks record nothing extra.
+        quality_metric_names: end-of-episode quality metrics in ``info`` (scalars), kept in
+            ``Episode.meta["metrics"]`` and summarised with 95% intervals per round.
+        score_basis, score_range: how a simulated annotator turns a segment's true return into
+            a 0-9 score: ``"episode"`` maps the whole return over ``score_range`` (units of
+            ``reward_scale``), ``"step"`` the mean per-step reward (``None``: (0, 1)).
     """
 
     name: str
@@ -55,6 +63,10 @@ class Task(ABC):
     action_units: str
     reward_scale: float
     state_dim: int | None
+    step_metric_names: tuple[str, ...] = ()
+    quality_metric_names: tuple[str, ...] = ()
+    score_basis: str = "step"
+    score_range: tuple[float, float] | None = None
 
     @abstractmethod
     def variations(self, split: str) -> Sequence[Any]:

@@ -30,6 +30,7 @@ class GaussianExploration(Policy):
             raise ValueError(f"exploration correlation must lie in [0, 1), got {correlation}")
         self.policy, self.std, self.low, self.high = policy, std, low, high
         self.correlation = correlation
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._noise: np.ndarray | None = None
 
@@ -53,6 +54,12 @@ class GaussianExploration(Policy):
         self.policy.begin_episodes(n)
         self._noise = None
 
+    def reseed_episode(self, index: int) -> None:
+        """Draw the noise of the next episode from ``(seed, index)`` alone, so a collection
+        killed after ``index`` episodes continues with the noise the uninterrupted one had
+        (the arm collector calls it; vector-env collections keep one stream)."""
+        self.rng = np.random.default_rng([self.seed, int(index)])
+
     def act(self, obs: np.ndarray) -> np.ndarray:
         action = self.policy.act(obs)
         fresh = self.rng.normal(0.0, 1.0, size=action.shape) * self.std
@@ -72,10 +79,15 @@ def collect_episodes(
     source: str = "rollout",
     progress: bool = True,
     meta: dict | None = None,
+    metric_names: tuple[str, ...] = (),
+    quality_names: tuple[str, ...] = (),
 ) -> list[Episode]:
     """Run one episode per entry of ``variations`` (the task's start-state / goal keys).
 
     ``meta``: added to every episode's ``meta`` (the task's ``episode_meta()``).
+    ``metric_names``: per-step ``info`` entries kept as ``Episode.metrics`` ``(T, K)`` (the
+    task's ``step_metric_names``); ``quality_names``: ``info`` entries at each episode's last
+    step kept in ``meta["metrics"]`` (its ``quality_metric_names``, plus ``success``).
 
     ``policy`` acts on a batch: ``act(obs (num_envs, obs_dim)) -> (num_envs, act_dim)``.
     Episodes run in lockstep batches of ``vec_env.num_envs`` and last ``max_steps`` steps
@@ -95,7 +107,8 @@ def collect_episodes(
         obs, info = vec_env.reset()
         state = _sim_states(info)
         policy.begin_episodes(n_envs)
-        o_buf, a_buf, r_buf, s_buf = [], [], [], []
+        o_buf, a_buf, r_buf, s_buf, m_buf = [], [], [], [], []
+        final: list[dict] = [{} for _ in range(n_envs)]
         x_buf: list | None = [] if state is not None else None
         done = np.zeros(n_envs, dtype=bool)
         ends = np.full(n_envs, max_steps)
@@ -106,6 +119,11 @@ def collect_episodes(
             a_buf.append(action)
             r_buf.append(reward)
             s_buf.append(np.asarray(info["success"], dtype=bool))
+            if metric_names:
+                m_buf.append(np.stack([_info_column(info, k) for k in metric_names], -1))
+            for i in np.flatnonzero(~done) if quality_names else ():
+                final[i] = {k: float(_info_column(info, k)[i]) for k in quality_names}
+                final[i]["success"] = bool(info["success"][i])
             if x_buf is not None:
                 # Row t holds the state the action was taken in, like the observation.
                 x_buf.append(state)
@@ -120,8 +138,10 @@ def collect_episodes(
                 break
         stacked = [np.stack(b, axis=1) for b in (o_buf, a_buf, r_buf, s_buf)]
         sims = None if x_buf is None else np.stack(x_buf, axis=1)
+        metrics = np.stack(m_buf, axis=1) if metric_names else None
         for i in range(used):
             end = int(ends[i])
+            extra = {"metrics": final[i]} if quality_names else {}
             episodes.append(
                 Episode(
                     observations=stacked[0][i, :end],
@@ -129,13 +149,28 @@ def collect_episodes(
                     rewards=stacked[2][i, :end],
                     successes=stacked[3][i, :end],
                     task=task,
-                    meta={**(meta or {}), "variation": _plain(goals[i]), "source": source},
+                    meta={
+                        **(meta or {}), "variation": _plain(goals[i]), "source": source, **extra
+                    },
                     sim_states=None if sims is None else sims[i, :end],
+                    metrics=None if metrics is None else metrics[i, :end],
+                    metric_names=tuple(metric_names) if metrics is not None else (),
                 )
             )
         bar.update(used)
     bar.close()
     return episodes
+
+
+def _info_column(info: dict, key: str) -> np.ndarray:
+    """``(num_envs,)`` float32 of a vector env's ``info[key]``, with one line naming the key
+    when the env does not report it."""
+    if key not in info:
+        raise KeyError(
+            f"the env reports no info['{key}'] that the task names among its metrics: fix the "
+            "task's step_metric_names / quality_metric_names"
+        )
+    return np.asarray(info[key], dtype=np.float32)
 
 
 def _sim_states(info: dict) -> np.ndarray | None:

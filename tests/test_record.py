@@ -475,7 +475,8 @@ def test_without_an_atomic_exchange_two_renames_swap_and_an_interrupted_one_is_f
     for i in range(2):
         writer.save_episode(frames(3 + i, float(i)), "t", {"i": i})
     assert episode_lengths(lerobot_dataset(root)) == [3, 4]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+    # Between saves the previous version waits beside the dataset as the next save's twin.
+    assert [p.name.startswith(".ds.staging-") for p in sorted(tmp_path.iterdir())] == [True, False]
 
     # Killed between the two renames: the old version is aside, the complete new one staged.
     real_rename = os.rename

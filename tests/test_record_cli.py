@@ -142,6 +142,42 @@ def test_record_with_the_fake_arm_then_resume(tmp_path, capsys):
     assert [e.meta["seed"] for e in episodes] == [0, 1, 2]
 
 
+def test_record_a_camera_as_video_with_a_reset_phase(tmp_path, capsys):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    root = tmp_path / "ds"
+    out = robopref_in_process(
+        "record",
+        "hardware=sim",
+        "teleop=scripted",
+        "teleop.policy=none",
+        "record.num_episodes=2",
+        "record.max_episode_s=0.5",
+        "record.cameras=[front]",
+        "record.reset_time_s=1",
+        f"record.root={root}",
+        *FAST,
+        capsys=capsys,
+    )
+    # Not a terminal here: the countdown prints a line per second, then the news.
+    assert "reset the scene: 1 s left" in out and "reset done" in out
+    assert "episode 1 durable" in out and "opening the dataset writer" in out
+    assert "save: durable after" in out and "reset phase" in out
+    summary, config = session(root)
+    assert summary["episodes_saved"] == 2 and summary["reset_time_s"] == 1.0
+    assert "video: true" in config
+    ds = LeRobotDataset("robopref/demos", root=root)
+    assert ds.features["observation.images.front"]["dtype"] == "video"
+    assert sorted(
+        p.name for p in (root / "videos" / "observation.images.front").rglob("*.mp4")
+    ) == [
+        "file-000.mp4",
+        "file-001.mp4",
+    ]
+    (first, second) = load_episodes(root)
+    assert first.images["front"].shape == (9, 96, 128, 3) and len(second) == 9
+
+
 def test_record_with_a_policy_driving_the_fake_arm(tmp_path, capsys):
     from robopref.policies import BCConfig, BCPolicy
 

@@ -24,6 +24,7 @@ from robopref.rewards import (
 from robopref.training import Trainer, TrainerConfig
 
 OBS_DIM, ACT_DIM, SEG_LEN = 5, 2, 5
+CONTRACT_METRICS = ("m0", "m1")
 TRUE_W = [1.0, -0.5, 0.25, 0.0, 0.0]
 
 
@@ -56,6 +57,10 @@ class RewardModelContract:
     @pytest.fixture
     def data(self):
         episodes = make_episodes(6, T=12, obs_dim=OBS_DIM, act_dim=ACT_DIM, seed=40)
+        rng = np.random.default_rng(1)
+        for episode in episodes:  # per-step task metrics, for models that read them
+            episode.metrics = rng.random((len(episode), len(CONTRACT_METRICS)), np.float32)
+            episode.metric_names = CONTRACT_METRICS
         pairs = sample_pairs(episodes, SEG_LEN, 30, np.random.default_rng(0))
         return episodes, pairs
 
@@ -70,10 +75,14 @@ class RewardModelContract:
         rng = np.random.default_rng(0)
         obs = rng.normal(size=(4, 7, OBS_DIM)).astype(np.float32)
         act = rng.normal(size=(4, 7, ACT_DIM)).astype(np.float32)
-        members = model.member_rewards(obs, act)
+        # A model that names per-step metrics gets them; one that names none never does.
+        extra = {}
+        if model.metric_names:
+            extra = {"metrics": rng.random((4, 7, len(model.metric_names)), np.float32)}
+        members = model.member_rewards(obs, act, **extra)
         assert members.shape == (model.num_members, 4, 7)
         assert np.isfinite(members).all()
-        steps = model.step_rewards(obs, act)
+        steps = model.step_rewards(obs, act, **extra)
         assert steps.shape == (4, 7)
         np.testing.assert_allclose(steps, members.mean(0), rtol=1e-6)
 
@@ -83,8 +92,11 @@ class RewardModelContract:
         ep = episodes[0]
         rewards = model.episode_rewards(ep)
         assert rewards.shape == (len(ep),)
+        metrics = ep.metric_columns(model.metric_names)[None] if model.metric_names else None
         np.testing.assert_allclose(
-            rewards, model.step_rewards(ep.observations[None], ep.actions[None])[0], rtol=1e-6
+            rewards,
+            model.step_rewards(ep.observations[None], ep.actions[None], metrics)[0],
+            rtol=1e-6,
         )
 
     def test_preference_probabilities(self, make_model, data):

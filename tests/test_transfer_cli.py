@@ -42,7 +42,13 @@ def test_transfer_writes_plan_calibration_and_metrics(finished_run):
     assert metrics["status"] == "finished"
     assert metrics["source"] == "door-open-v3" and metrics["target"] == "door-close-v3"
     scores = metrics["labels"]["scores"]
-    assert {"plain", "sharpen", "rank", "fused", "random_plan", "source_reward"} <= set(scores)
+    assert {"plain", "sharpen", "rank", "random_plan", "source_reward", "goal_distance",
+            "few_shot", "pooled", "pooled_fused", "pooled_oriented", "goal_relative",
+            "goal_relative_fused", "goal_relative_oriented"} <= set(scores) | set(
+        metrics["labels"]["not_converged"])
+    # The default orients the plan by goal progress (zero-shot) and says which way it read it.
+    assert isinstance(metrics["labels"]["orientation"]["plain"]["flip"], bool)
+    assert metrics["labels"]["few_shot"]["labels"] == 10
     for s in scores.values():
         assert 0 <= s["accuracy"] <= 1 and 0 <= s["ece"] <= 1
         assert s["pairs"] + metrics["labels"]["oracle_ties"] == 100

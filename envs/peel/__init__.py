@@ -15,7 +15,7 @@ demonstrator with quality knobs. Control runs at ``control_hz`` (20 Hz), physics
 from robopref.envs.peel.config import ENV_STATE_DIM, GYM_ID, N_LANES, OBS_DIM, PeelConfig
 from robopref.envs.peel.env import PeelEnv, make_peel_env, register_gym_envs
 from robopref.envs.peel.expert import PeelExpert, PeelExpertConfig
-from robopref.envs.peel.task import PeelTask
+from robopref.envs.peel.task import STEP_METRIC_NAMES, PeelTask
 
 __all__ = [
     "ENV_STATE_DIM",
@@ -27,6 +27,7 @@ __all__ = [
     "PeelExpert",
     "PeelExpertConfig",
     "PeelTask",
+    "STEP_METRIC_NAMES",
     "make_peel_env",
     "register_gym_envs",
 ]

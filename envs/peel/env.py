@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 
 from robopref.envs.peel.config import GYM_ID, OBS_DIM, PeelConfig
-from robopref.envs.peel.task import PeelTask
+from robopref.envs.peel.task import STEP_METRIC_NAMES, PeelTask
 from robopref.errors import ConfigError, NonFiniteError
 from robopref.geometry import compose_delta
 from robopref.hardware.sim import SimArmConfig, SimForceArm
@@ -41,7 +41,8 @@ class PeelEnv(gym.Env):
 
     Reward: gain in removed fraction minus twice the gain in gouged fraction, minus 0.01 per
     tick over the force limit. Episodes are truncated after ``episode_steps``; with a safety
-    layer, a protective stop terminates. ``info`` holds ``PeelTask.metrics()`` plus
+    layer, a protective stop terminates. ``info`` holds ``PeelTask.metrics()`` (the episode so
+    far), the step's own ``STEP_METRIC_NAMES`` (``PeelTask.step_metrics``; zeros on reset),
     ``true_reward`` and ``protective_stop`` on every reset and step.
     """
 
@@ -79,7 +80,7 @@ class PeelEnv(gym.Env):
         self._high = high
         self._steps = 0
         self._target = np.zeros(6)
-        self._last = self.task.metrics()
+        self._last = {**self.task.metrics(), **dict.fromkeys(STEP_METRIC_NAMES, 0.0)}
         self._default_seed = seed
         self._seeded = False
 
@@ -96,7 +97,7 @@ class PeelEnv(gym.Env):
         self.arm.recover()
         self._target = np.asarray(self.arm.get_observation().tcp_pose, dtype=np.float64).copy()
         self._steps = 0
-        self._last = self.task.metrics()
+        self._last = {**self.task.metrics(), **dict.fromkeys(STEP_METRIC_NAMES, 0.0)}
         return self._observation(), self._info(0.0, False)
 
     def step(self, action):
@@ -115,16 +116,11 @@ class PeelEnv(gym.Env):
             stopped = True
         self.task.update(self.arm)
         self._steps += 1
-        metrics = self.task.metrics()
-        c = self.config
-        reward = (
-            (metrics["removed_fraction"] - self._last["removed_fraction"])
-            - 2.0 * (metrics["gouged_fraction"] - self._last["gouged_fraction"])
-            - 0.01 * (metrics["over_force_ticks"] - self._last["over_force_ticks"])
-        )
-        self._last = metrics
+        step = self.task.step_metrics()
+        reward = step.pop("reward")
+        self._last = {**self.task.metrics(), **step}
         obs = self._observation()
-        truncated = self._steps >= c.episode_steps
+        truncated = self._steps >= self.config.episode_steps
         return obs, float(reward), stopped, truncated, self._info(float(reward), stopped)
 
     def render(self):

@@ -38,7 +38,24 @@ from robopref.envs.peel.config import FLESH, N_LANES, SKIN, PeelConfig
 from robopref.errors import ConfigError
 from robopref.hardware.sim import SimForceArm
 
-__all__ = ["PeelTask"]
+__all__ = ["STEP_METRIC_NAMES", "PeelTask"]
+
+# Per control step (``PeelTask.step_metrics``), what happened during the step's physics ticks:
+# removed and gouged fraction of the layer gained, the fraction of ticks touching the fruit
+# and of ticks cutting inside the peel band, the peak contact force (N), and the fraction of
+# ticks over the force limit.
+STEP_METRIC_NAMES = (
+    "removed_gain",
+    "gouged_gain",
+    "contact_fraction",
+    "in_band_fraction",
+    "peak_force_n",
+    "over_force_fraction",
+)
+# The per-step true reward: removed gain minus twice the gouged gain, minus this per tick over
+# the force limit (PeelEnv's reward, the scripted teacher's ground truth).
+GOUGE_PENALTY = 2.0
+OVER_FORCE_PENALTY_PER_TICK = 0.01
 
 
 def _sim_arm(arm) -> SimForceArm:
@@ -91,6 +108,8 @@ class PeelTask:
         self._force_sum = 0.0
         self._contact_ticks = 0
         self._over_force_ticks = 0
+        self._step = {"removed": 0.0, "gouged": 0.0, "ticks": 0, "contact": 0, "in_band": 0,
+                      "peak": 0.0, "over": 0}
 
     # ----------------------------------------------------------------- episode
     def reset(self, arm, rng: np.random.Generator) -> None:
@@ -138,10 +157,15 @@ class PeelTask:
         ``force (N,)`` tool contact normal forces (N), as ``SimForceArm.pop_trace`` gives."""
         tip = np.asarray(tip, dtype=np.float64).reshape(-1, 3)
         force = np.asarray(force, dtype=np.float64).reshape(-1)
+        c = self.config
+        # One call per control step: what this call books is that step's own metrics.
+        self._step = {"removed": float(self.removed.mean()), "gouged": float(self.gouged.mean()),
+                      "ticks": len(tip), "contact": 0, "in_band": 0,
+                      "peak": float(force.max()) if len(force) else 0.0,
+                      "over": int(np.count_nonzero(force > c.force_limit_n))}
         if len(tip) == 0:
             return
         self.tip = tip[-1].copy()
-        c = self.config
         rel = tip - self.center
         axial = np.clip(rel[:, 0], -self.half_length, self.half_length)
         rho = np.sqrt((rel[:, 0] - axial) ** 2 + rel[:, 1] ** 2 + rel[:, 2] ** 2)
@@ -155,6 +179,8 @@ class PeelTask:
         self._force_sum += float(force[touching].sum())
         x = rel[touching, 0]
         d = depth[touching]
+        self._step["contact"] = int(np.count_nonzero(touching))
+        self._step["in_band"] = int(np.count_nonzero((d >= c.min_depth_m) & (d <= c.max_depth_m)))
         theta = np.arctan2(rel[touching, 1], rel[touching, 2])
         segment = np.floor(
             (x + c.layer_half_length_m) / (2 * c.layer_half_length_m) * c.n_segments
@@ -206,6 +232,25 @@ class PeelTask:
             ],
             dtype=np.float32,
         )
+
+    def step_metrics(self) -> dict[str, float]:
+        """What the last ``update`` (one control step) booked: the ``STEP_METRIC_NAMES``
+        (fractions in [0, 1], ``peak_force_n`` in N) and ``reward``, the step's true reward
+        (removed gain - 2 gouged gain - 0.01 per tick over the force limit)."""
+        step = self._step
+        ticks = max(step["ticks"], 1)
+        removed = float(self.removed.mean()) - step["removed"]
+        gouged = float(self.gouged.mean()) - step["gouged"]
+        return {
+            "removed_gain": removed,
+            "gouged_gain": gouged,
+            "contact_fraction": step["contact"] / ticks,
+            "in_band_fraction": step["in_band"] / ticks,
+            "peak_force_n": step["peak"],
+            "over_force_fraction": step["over"] / ticks,
+            "reward": removed - GOUGE_PENALTY * gouged
+            - OVER_FORCE_PENALTY_PER_TICK * step["over"],
+        }
 
     def metrics(self) -> dict:
         """Episode metrics so far.

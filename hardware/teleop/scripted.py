@@ -161,6 +161,13 @@ class ScriptedTeleop(Teleop):
     def disconnect(self) -> None:
         self._connected = False
 
+    def begin_episode(self) -> None:
+        """The recorder starts an episode: per-episode counts (``save_every``,
+        ``intervention_ticks``) restart here when reads happened since the last start (a
+        reset phase between episodes, or an episode ended by success or the time limit)."""
+        if self._episode_tick:
+            self._begin_episode()
+
     def _begin_episode(self) -> None:
         self._episode_tick = 0
         for method, arg in (("begin_episodes", (1,)), ("begin_episode", ())):

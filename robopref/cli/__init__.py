@@ -5,6 +5,7 @@ robopref demo --resume RUN_DIR              continue a killed demo run from its 
 robopref transfer source=T target=T [...]   cross-task preference transfer (PEARL), scored
 robopref transfer --resume RUN_DIR          continue a killed transfer run
 robopref record [overrides...] [--resume]   teleoperated recording into a LeRobotDataset
+robopref finetune base=DIR [overrides...]   preference finetuning rounds on an arm (--resume DIR)
 robopref report DIR [DIR ...]               table of finished runs, by task and config
 robopref migrate-dataset DIR [DIR ...]      write version-2 sidecars into older datasets
 robopref label serve|annotator|progress     labelling server and its database (--db URL)
@@ -26,6 +27,8 @@ SUBCOMMANDS = {
     "demo": "BC from scripted demos, then rounds of preference refinement (--resume RUN_DIR)",
     "transfer": "label a target task from a source task by GW (source=, target=, --resume DIR)",
     "record": "record teleoperated episodes into a LeRobotDataset (hardware=, teleop=, sensor=)",
+    "finetune": "rounds on an arm: rollouts, pair labels + episode scores, residual, report "
+                "(hardware=, task=, base=DIR, --resume RUN_DIR)",
     "report": "print the table of finished runs: robopref report runs/ multirun/...",
     "migrate-dataset": "give datasets written by robopref 0.1 a version-2 sidecar (stable id)",
     "label": "labelling server and database: serve, annotator add NAME [--admin], progress, "
@@ -33,7 +36,7 @@ SUBCOMMANDS = {
     "reward": "train a reward model from a label database alone: reward train labels=URL",
 }
 # Subcommands whose arguments are Hydra overrides of configs/<name>.yaml.
-HYDRA_SUBCOMMANDS = ("demo", "record", "transfer", "reward")
+HYDRA_SUBCOMMANDS = ("demo", "record", "transfer", "reward", "finetune")
 # Hydra's own flags whose value is the next argument (robopref demo --cfg job).
 HYDRA_FLAGS_WITH_VALUE = ("--cfg", "-c", "--package", "-p", "--config-name", "-cn",
                           "--config-path", "-cp", "--config-dir", "-cd")
@@ -74,7 +77,8 @@ def print_help() -> None:
         "  robopref record hardware=sim teleop=scripted sensor=sim task=peel "
         "record.root=data/peel\n"
         "  robopref record hardware=ur hardware.host=192.168.1.10 teleop=spacemouse "
-        "sensor=netft --resume"
+        "sensor=netft --resume\n"
+        "  robopref finetune hardware=sim task=peel base=DIR   # rounds on the simulated arm"
     )
 
 
@@ -168,6 +172,18 @@ def main(argv: list[str] | None = None) -> None:
 
             resume_demo(run_dir, overrides)
             return
+        if sub == "finetune" and "--resume" in rest:
+            at = rest.index("--resume")
+            if at + 1 >= len(rest):
+                raise ConfigError("--resume needs the run folder: robopref finetune --resume "
+                                  "RUN_DIR")
+            run_dir, overrides = rest[at + 1], rest[:at] + rest[at + 2 :]
+            _precheck_overrides(sub, overrides)
+            _silence_third_party_warnings()
+            from robopref.cli.finetune import resume_finetune
+
+            resume_finetune(run_dir, overrides)
+            return
         if sub == "transfer" and "--resume" in rest:
             at = rest.index("--resume")
             if at + 1 >= len(rest) or len(rest) != 2:
@@ -200,6 +216,8 @@ def main(argv: list[str] | None = None) -> None:
         from robopref.cli.transfer import run_transfer as run
     elif sub == "reward":
         from robopref.cli.reward import run_train_reward as run
+    elif sub == "finetune":
+        from robopref.cli.finetune import run_finetune as run
     else:
         from robopref.cli.record import run_record as run
     _hydra_task(HYDRA_CONFIG_NAMES.get(sub, sub), run)()

@@ -22,6 +22,18 @@ def run_identity(cfg: dict) -> dict:
     return {k: v for k, v in cfg.items() if k not in PRESENTATION_KEYS and k != "hydra"}
 
 
+def teacher_group(group: dict, task) -> dict:
+    """The teacher's options with the task's reward unit and 0-9 score mapping filled in where
+    the config leaves them ``null``."""
+    group = dict(group)
+    if group.get("reward_scale") is None:  # every source takes the task's unit
+        group["reward_scale"] = task.reward_scale
+    for key, value in (("score_range", task.score_range), ("score_basis", task.score_basis)):
+        if key in group and group[key] is None:
+            group[key] = value
+    return group
+
+
 def build_demo(cfg: dict, out_dir: Path):
     """Assemble a ``PreferenceLoop`` and the envs it runs in (close them after) from a
     resolved demo config (a plain dict)."""
@@ -92,10 +104,9 @@ def build_demo(cfg: dict, out_dir: Path):
                 )
         reward_cfg, reward_cls = REWARD_MODELS.from_group(cfg["reward"], "reward", seed=seed)
         query_cfg, query_cls = QUERY_SELECTORS.from_group(cfg["query"], "query")
-        teacher_group = dict(cfg["teacher"])
-        if teacher_group.get("reward_scale") is None:
-            teacher_group["reward_scale"] = task.reward_scale
-        source_cfg, source_cls = PREFERENCE_SOURCES.from_group(teacher_group, "teacher", seed=seed)
+        source_cfg, source_cls = PREFERENCE_SOURCES.from_group(
+            teacher_group(cfg["teacher"], task), "teacher", seed=seed
+        )
         refine_cfg, refine_cls = REFINERS.from_group(cfg["refine"], "refine")
         source_args = {}
         if getattr(source_cls, "uses_run_folder", False):

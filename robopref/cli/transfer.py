@@ -14,9 +14,10 @@ Steps (each committed to the run folder, so a killed run resumes where it stoppe
    also labels the oracle refinement loop.
 4. ``labels``: GW plan between the source nodes and ``labels.nodes`` target segments,
    transferred labels on ``labels.pairs`` target pairs drawn among them, scored against the
-   target's oracle (plain, sharpened, rank-normalised; through entropic fused GW too when
-   the observation spaces match) beside a random plan and the source reward; the plan
-   heatmap and the calibration plot.
+   target's oracle (plain, sharpened, rank-normalised; ``labels.variants``: the same transfer
+   with other representations, fused GW or the progress orientation; ``few_shot``: oriented
+   by ``labels.few_shot_labels`` target labels) beside a random plan, the source reward and
+   the goal-distance heuristic; the plan heatmap and the calibration plot.
 5. ``rewards``: held-out accuracy of target rewards trained on 10% oracle labels with and
    without the transferred ones, and BT against the Gaussian reward under flipped labels.
 6. ``refine_oracle``, ``refine_transfer`` (``refinement.enabled``): the preference loop on
@@ -29,6 +30,7 @@ Everything lands in ``metrics.json`` beside ``config.yaml``, ``plan.png``,
 
 from __future__ import annotations
 
+import contextlib
 import time
 import zlib
 from importlib import resources
@@ -226,32 +228,53 @@ class TransferRun:
 
     # -- label and reward scores ---------------------------------------------------------
     def transfer_source(self, source_model, calibration: str | None = None,
-                        solver: str | None = None):
+                        variant: dict | None = None):
+        """The transfer source of this run's settings, with ``calibration`` and a variant's
+        overrides (``representation``, ``orient``, ``gw``) in place of the configured ones."""
         from robopref.preferences.transfer import SourceBank, TransferConfig, TransferSource
 
         values = {k: v for k, v in self.cfg["transfer"].items() if k not in ("name",)}
         values.update(source_run=None, seed=self.seed)
         if calibration is not None:
             values["calibration"] = calibration
-        if solver is not None:
-            values["gw"] = {**values["gw"], "solver": solver}
+        for key, value in (variant or {}).items():
+            values[key] = {**values[key], **value} if key == "gw" else value
         config = build_config(TransferConfig, values, "transfer")
         bank = SourceBank(self.source_preferences(), self.pools["source"], config.source_nodes,
                           self.seed)
         learned = config.representation == "learned"
         return TransferSource(config, bank=bank, reward_model=source_model if learned else None)
 
+    def score_variants(self, source_model, pairs, pool) -> tuple[dict, dict, dict]:
+        """Labels of every ``labels.variants`` entry (the same transfer with another
+        representation, solver or orientation) on ``pairs``: ``(labels, sources, failed)``;
+        a variant that cannot run on these tasks or whose plan did not converge is reported
+        in ``failed``, never used."""
+        from robopref.preferences.transfer import TransferError
+
+        labels, sources, failed = {}, {}, {}
+        for name, variant in (self.cfg["labels"].get("variants") or {}).items():
+            try:
+                source = self.transfer_source(source_model, "plain", dict(variant))
+                labels[name] = source.soft_labels(pairs, pool)
+                sources[name] = source
+            except TransferError as error:  # PlanNotConverged included
+                failed[name] = str(error)
+        return labels, sources, failed
+
     def score_labels(self, source_model) -> dict:
         from robopref.preferences.segments import sample_segments
         from robopref.preferences.transfer import rank_normalise, sharpen, transfer_labels
         from robopref.preferences.transfer.evaluation import (
+            few_shot_orientation,
             label_scores,
             oracle_truth,
             random_plan,
             reward_model_labels,
         )
-        from robopref.preferences.transfer.plans import FUSED_SOLVERS, PlanNotConverged
+        from robopref.preferences.transfer.orientation import goal_distance_labels
         from robopref.preferences.transfer.plots import plot_calibration, plot_plan
+        from robopref.preferences.transfer.representations import TransferError
 
         spec, pool = self.cfg["labels"], self.pools["target"]
         length = int(self.cfg["pools"]["segment_length"])
@@ -277,18 +300,25 @@ class TransferRun:
                 random_plan(source.bank.labels.n, len(order), self._rng("random_plan")),
                 source.bank.labels, index_a, index_b),
         }
-        alternatives, unconverged = {}, {}
         if self.tasks["source"].obs_dim == self.tasks["target"].obs_dim:
             baselines["source_reward"] = reward_model_labels(source_model, pairs, pool)
-            # GW alone cannot tell a mirror image of the target's geometry from the target
-            # itself; fused GW's cross-task cost (one state space) breaks that tie.
-            if self.cfg["transfer"]["gw"]["solver"] not in FUSED_SOLVERS and \
-                    self.cfg["transfer"]["representation"] != "dtw":
-                fused = self.transfer_source(source_model, "plain", solver="entropic_fused")
-                try:
-                    alternatives["fused"] = fused.soft_labels(pairs, pool)
-                except PlanNotConverged as error:  # reported beside the scores, never used
-                    unconverged["fused"] = str(error)
+        # No source labels at all: prefer the segment nearer its goal (Meta-World only).
+        with contextlib.suppress(TransferError):
+            baselines["goal_distance"] = goal_distance_labels(pairs, pool)
+        # GW alone cannot tell a mirror image of the target's geometry from the target itself
+        # (docs/transfer.md, "Which way round"): the variants score the same transfer with
+        # other representations, fused GW's cross-task cost and the progress orientation.
+        alternatives, sources, unconverged = self.score_variants(source_model, pairs, pool)
+        orientations = {name: s.last.get("orientation") for name, s in sources.items()}
+        orientations["plain"] = source.last.get("orientation")
+        few_shot = None
+        if int(spec.get("few_shot_labels") or 0) > 0:
+            # Few-shot, apart from the zero-shot scores: the configured transfer read as it
+            # comes out of the plan, oriented by a handful of target oracle labels.
+            unoriented = self.transfer_source(source_model, "plain", {"orient": "none"})
+            alternatives["few_shot"], few_shot = few_shot_orientation(
+                unoriented, unoriented.soft_labels(pairs, pool), pairs, pool,
+                int(spec["few_shot_labels"]), self._rng("few_shot_pairs"))
         scores = {name: label_scores(z, truth)
                   for name, z in {**candidates, **alternatives, **baselines}.items()}
         configured = self.cfg["transfer"]["calibration"]
@@ -307,6 +337,8 @@ class TransferRun:
         return {
             "scores": scores,
             "not_converged": unconverged,
+            "orientation": orientations,
+            "few_shot": few_shot,
             "configured_calibration": configured,
             "transfer": scores[configured],
             "temperature": temperature,

@@ -35,6 +35,11 @@ class Episode:
             (row ``t`` pairs with ``observations[t]``), enough to re-render the frame later;
             for MuJoCo tasks ``S = mj_stateSize(model, robopref.envs.metaworld.SIM_STATE_SPEC)``.
             ``None`` for real robots and for datasets recorded without it.
+        metrics: optional ``(T, K)`` float32 per-step task metrics after each action (the
+            task's ``step_metric_names``, e.g. Peel-v0's removed fraction gained this step or
+            its peak contact force in N), read from the env's ``info``; what a composite
+            reward maps to [0, 1]. ``None`` when the task names none (Meta-World).
+        metric_names: the ``K`` names of those columns, in order.
     """
 
     observations: np.ndarray
@@ -49,6 +54,8 @@ class Episode:
     episode_index: int | None = None
     frame_indices: np.ndarray | None = None
     sim_states: np.ndarray | None = None
+    metrics: np.ndarray | None = None
+    metric_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.observations = np.asarray(self.observations, dtype=np.float32)
@@ -81,6 +88,17 @@ class Episode:
             if self.sim_states.ndim != 2:
                 raise ValueError(f"episode sim_states must be (T, S); got {self.sim_states.shape}")
             lengths["sim_states"] = len(self.sim_states)
+        self.metric_names = tuple(str(n) for n in self.metric_names)
+        if self.metrics is not None:
+            self.metrics = np.asarray(self.metrics, dtype=np.float32)
+            if self.metrics.ndim != 2 or self.metrics.shape[1] != len(self.metric_names):
+                raise ValueError(
+                    f"episode metrics must be (T, {len(self.metric_names)}) for metric_names "
+                    f"{list(self.metric_names)}; got {self.metrics.shape}"
+                )
+            lengths["metrics"] = len(self.metrics)
+        elif self.metric_names:
+            raise ValueError("episode metric_names given without metrics: pass both or neither")
         if len(set(lengths.values())) != 1:
             raise ValueError(f"episode arrays disagree on length T: {lengths}")
         if length == 0:
@@ -118,6 +136,20 @@ class Episode:
     def success(self) -> bool:
         """True when the task was solved at any step (Meta-World convention)."""
         return bool(self.successes.any())
+
+    def metric_columns(self, names) -> np.ndarray:
+        """``(T, len(names))`` float32: the per-step metrics ``names``, in that order."""
+        names = tuple(names)
+        missing = [n for n in names if n not in self.metric_names]
+        if self.metrics is None or missing:
+            raise ValueError(
+                f"episode {self.meta.get('source', '')} has no per-step metric(s) "
+                f"{', '.join(missing or names)} (it has {list(self.metric_names)}): collect "
+                "rollouts of a task that names them (Task.step_metric_names), or use a reward "
+                "that reads none"
+            )
+        index = [self.metric_names.index(n) for n in names]
+        return self.metrics[:, index]
 
     @property
     def true_return(self) -> float:

@@ -13,8 +13,11 @@ goal; absent when ``state_dim`` covers everything), ``action`` (act_dim,), ``nex
 (1,), ``next.success`` (1,), optionally ``observation.wrench`` (6,) in N and N·m,
 ``observation.images.<camera>`` (H, W, 3), and ``sim.state`` (S,) float64: the simulator's
 state before the action, from which the labelling server re-renders the frame (named outside
-``observation.*`` so lerobot's trainers never take it as a policy input). lerobot's own
-trainers need an image or an environment state among the inputs, which the split provides.
+``observation.*`` so lerobot's trainers never take it as a policy input), and ``next.metrics``
+(K,): the task's per-step metrics after the action, with their names as the feature's
+``names`` (Peel-v0's removed fraction gained, peak force in N, ...; absent on Meta-World).
+lerobot's own trainers need an image or an environment state among the inputs, which the
+split provides.
 
 The sidecar (format version 2) carries the dataset's own ``dataset_id`` (a UUID): episode
 ``i`` of the dataset is named ``"<dataset_id>:<i>"`` wherever the folder moves. It also
@@ -43,6 +46,7 @@ import numpy as np
 
 from robopref.data.atomic import write_json_atomic
 from robopref.data.episode import Episode, assign_ids
+from robopref.data.video_files import camera_frames
 from robopref.errors import DatasetError
 
 FORMAT_VERSION = 2
@@ -50,6 +54,9 @@ READABLE_VERSIONS = (1, 2)
 SIDECAR = "robopref.json"
 # The simulator state per frame: outside ``observation.*``, so no lerobot policy reads it.
 SIM_STATE_KEY = "sim.state"
+# The task's per-step metrics after each action (``Episode.metrics``), named by the feature's
+# ``names``; outside ``observation.*`` for the same reason.
+METRICS_KEY = "next.metrics"
 # Derived ids (version-1 sidecars, datasets edited by other tools) live in their own namespace.
 _DERIVED_ID_NAMESPACE = uuid.UUID("5d1f0e8a-7c7e-4a59-9d39-2f4a3d0c9b61")
 
@@ -108,6 +115,12 @@ def _features(example: Episode, state_dim: int | None) -> dict:
             "shape": (example.sim_states.shape[1],),
             "names": None,
         }
+    if example.metrics is not None:
+        feats[METRICS_KEY] = {
+            "dtype": "float32",
+            "shape": (len(example.metric_names),),
+            "names": list(example.metric_names),
+        }
     for cam, frames in example.images.items():
         feats[f"observation.images.{cam}"] = {
             "dtype": "image",
@@ -126,6 +139,8 @@ def _check_compatible(episodes: list[Episode]) -> None:
             and (ep.wrenches is None) == (first.wrenches is None)
             and set(ep.images) == set(first.images)
             and _sim_width(ep) == _sim_width(first)
+            and (ep.metrics is None) == (first.metrics is None)
+            and ep.metric_names == first.metric_names
         )
         if not same:
             raise ValueError(
@@ -202,6 +217,8 @@ def save_episodes(
                     frame["observation.wrench"] = ep.wrenches[t]
                 if ep.sim_states is not None:
                     frame[SIM_STATE_KEY] = ep.sim_states[t]
+                if ep.metrics is not None:
+                    frame[METRICS_KEY] = ep.metrics[t]
                 for cam, frames in ep.images.items():
                     frame[f"observation.images.{cam}"] = frames[t]
                 ds.add_frame(frame)
@@ -299,6 +316,10 @@ def load_episodes(root: str | Path, action_key: str = "action") -> list[Episode]
         )
         sim = _float64_column(ds.hf_dataset, SIM_STATE_KEY, n) if SIM_STATE_KEY in columns \
             else None
+        metrics, metric_names = None, ()
+        if METRICS_KEY in columns:
+            metrics = np.asarray(table[METRICS_KEY], dtype=np.float32).reshape(n, -1)
+            metric_names = tuple(ds.meta.features[METRICS_KEY].get("names") or ())
         image_keys = [k for k in ds.meta.camera_keys]
         total_episodes = int(ds.meta.total_episodes)
     except DatasetError:
@@ -315,10 +336,9 @@ def load_episodes(root: str | Path, action_key: str = "action") -> list[Episode]
         rows = np.flatnonzero(index == ep_idx)
         images = {}
         for key in image_keys:
-            frames_hwc = [np.asarray(ds[int(r)][key]) for r in rows]
-            # lerobot returns CHW float in [0, 1]; Episode stores HWC uint8.
-            images[key.removeprefix("observation.images.")] = np.stack(
-                [(np.moveaxis(f, 0, -1) * 255).round().astype(np.uint8) for f in frames_hwc]
+            # HWC uint8, a video decoded in one call (robopref.data.video_files).
+            images[key.removeprefix("observation.images.")] = camera_frames(
+                ds, key, int(ep_idx), rows
             )
         info = per_episode[int(ep_idx)] if per_episode else {}
         episodes.append(
@@ -335,6 +355,8 @@ def load_episodes(root: str | Path, action_key: str = "action") -> list[Episode]
                 episode_index=int(ep_idx),
                 frame_indices=frames[rows],
                 sim_states=None if sim is None else sim[rows],
+                metrics=None if metrics is None else metrics[rows],
+                metric_names=metric_names if metrics is not None else (),
             )
         )
     return episodes

@@ -21,6 +21,8 @@ from robopref.data.episode import Episode, as_pool
 from robopref.errors import DatasetError
 
 PREFERENCES_FORMAT_VERSION = 1
+SCORES_FORMAT_VERSION = 1
+SCORE_MAX = 9.0  # episode scores run 0..9, as on the labelling page
 
 Episodes = Mapping[str, Episode] | Sequence[Episode]
 
@@ -81,6 +83,10 @@ class Segment:
     def rewards(self, episodes: Episodes) -> np.ndarray:
         """``(L,)`` ground-truth rewards."""
         return self.episode(episodes).rewards[self.start : self.end]
+
+    def metrics(self, episodes: Episodes, names) -> np.ndarray:
+        """``(L, len(names))`` per-step task metrics ``names`` (see ``Episode.metrics``)."""
+        return self.episode(episodes).metric_columns(names)[self.start : self.end]
 
     def to_json(self) -> dict:
         return {"episode_id": self.episode_id, "start": self.start, "end": self.end}
@@ -165,6 +171,86 @@ def segment_pair_arrays(
     obs = np.stack([np.stack([a.observations(pool), b.observations(pool)]) for a, b in pairs])
     act = np.stack([np.stack([a.actions(pool), b.actions(pool)]) for a, b in pairs])
     return obs, act
+
+
+def segment_pair_metrics(
+    pairs: list[tuple[Segment, Segment]], episodes: Episodes, names
+) -> np.ndarray:
+    """Per-step metrics ``names`` of a batch of pairs: ``(B, 2, L, len(names))``."""
+    pool = as_pool(episodes)
+    return np.stack([np.stack([a.metrics(pool, names), b.metrics(pool, names)]) for a, b in pairs])
+
+
+@dataclass(frozen=True)
+class Score:
+    """A whole-episode (or segment) score on the 0-9 scale a person gives on the labelling
+    page; ``score`` may be a mean over annotators (a float in [0, 9]).
+
+    Attributes:
+        segment: what was scored (usually a whole episode: frames ``[0, T)``).
+        score: in [0, 9]; higher is better.
+        weight: how much it counts in a reward's score loss (>= 0; e.g. answers averaged).
+        source, annotator: who answered.
+    """
+
+    segment: Segment
+    score: float
+    weight: float = 1.0
+    source: str = "unknown"
+    annotator: str = ""
+
+    def __post_init__(self) -> None:
+        score = float(self.score)
+        if not (math.isfinite(score) and 0.0 <= score <= SCORE_MAX):
+            raise ValueError(f"a score must lie in [0, {SCORE_MAX:g}], got {self.score}")
+        if not (math.isfinite(self.weight) and self.weight >= 0):
+            raise ValueError(f"score weight must be finite and >= 0, got {self.weight}")
+        object.__setattr__(self, "score", score)
+        object.__setattr__(self, "weight", float(self.weight))
+
+    def to_json(self) -> dict:
+        return {
+            "segment": self.segment.to_json(),
+            "score": self.score,
+            "weight": self.weight,
+            "source": self.source,
+            "annotator": self.annotator,
+        }
+
+    @classmethod
+    def from_json(cls, payload: dict) -> Score:
+        return cls(
+            Segment.from_json(payload["segment"]),
+            float(payload["score"]),
+            float(payload.get("weight", 1.0)),
+            str(payload.get("source", "unknown")),
+            str(payload.get("annotator", "")),
+        )
+
+
+def save_scores(scores: Iterable[Score], path: str | Path) -> Path:
+    """Write episode scores as a versioned JSON file, atomically."""
+    payload = {"format_version": SCORES_FORMAT_VERSION, "scores": [s.to_json() for s in scores]}
+    return write_json_atomic(path, payload, allow_nan=False)
+
+
+def load_scores(path: str | Path) -> list[Score]:
+    """Read a file written by :func:`save_scores`."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"score file {path} is unreadable ({exc}): restore it") from exc
+    version = payload.get("format_version") if isinstance(payload, dict) else None
+    if version != SCORES_FORMAT_VERSION:
+        raise DatasetError(
+            f"score file {path} has format version {version}, this robopref reads "
+            f"{SCORES_FORMAT_VERSION}: use the release that wrote it"
+        )
+    try:
+        return [Score.from_json(s) for s in payload["scores"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DatasetError(f"score file {path} holds a malformed entry ({exc})") from exc
 
 
 def preference_targets(preferences: list[Preference]) -> np.ndarray:

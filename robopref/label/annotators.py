@@ -7,8 +7,9 @@ is answered exactly as ``ScriptedTeacher.label([(first, second)], pool)`` would 
 a skip becomes ``cannot_tell``, the server's counterpart of B-Pref's unanswered query.
 
 Episode-score queries (0-9) are scored from the segment's true return with the same knobs
-(see :func:`episode_score`), so the score grows with the return and carries the teacher's
-noise.
+(see :func:`robopref.preferences.teacher.episode_score`, shared with the synchronous
+``ScriptedTeacher.score`` the loop uses in simulation), so the score grows with the return
+and carries the teacher's noise.
 
 Transport errors and 5xx answers are retried with exponential backoff (a server restarting
 after a crash is waited for); a 409 on a query that retired meanwhile (another annotator
@@ -31,10 +32,18 @@ import numpy as np
 from robopref.data import Episode, Segment
 from robopref.errors import ConfigError
 from robopref.label.errors import LabelError, Unauthorized
-from robopref.preferences.teacher import TEACHER_PRESETS, ScriptedTeacher, TeacherConfig
+from robopref.preferences.teacher import (
+    SCORE_LEVELS,
+    TEACHER_PRESETS,
+    ScriptedTeacher,
+    TeacherConfig,
+    episode_score,
+)
 
 CANNOT_TELL = "cannot_tell"
-SCORE_LEVELS = 10  # scores 0..9
+# episode_score and SCORE_LEVELS live with the teacher (one rule for the loop and for HTTP).
+__all__ = ["CANNOT_TELL", "SCORE_LEVELS", "AnnotatorError", "AnsweredQuery", "SimulatedAnnotator",
+           "SimulatedAnnotatorConfig", "episode_score", "run_annotators"]
 
 # Episodes by stable id, or a resolver (e.g. DatasetResolver) called with a segment and
 # the dataset path hint the server stored for it.
@@ -56,10 +65,13 @@ class SimulatedAnnotatorConfig:
             :class:`TeacherConfig` (its own seed is kept).
         think_time_s: mean pause before each answer (seconds; drawn uniformly from
             0.5-1.5 times this), reported as the label's ``time_taken_s``.
-        score_range: ``(low, high)`` per-step true reward, in units of the teacher's
-            ``reward_scale``, that maps linearly onto scores 0..9 (``None``: (0, 1), i.e. no
-            reward up to one ``reward_scale`` per step). Per-step, so one range fits
-            episodes of any length.
+        score_range: ``(low, high)`` true return, in units of the teacher's
+            ``reward_scale``, that maps linearly onto scores 0..9 (``None``: the teacher's
+            ``score_range``, by default (0, 1) per step, i.e. no reward up to one
+            ``reward_scale`` per step).
+        score_basis: ``"step"`` (mean per-step reward, fits episodes of any length) or
+            ``"episode"`` (the whole return, e.g. Peel-v0's removed fraction less penalties:
+            ``score_range=(0, 200)`` with its reward_scale 0.005); ``None``: the teacher's.
         reward_scale: overrides the teacher's ``reward_scale`` (the task's per-step reward
             unit; Meta-World's is 10) when given.
         project: answer only this project's queries (``None``: any).
@@ -75,6 +87,7 @@ class SimulatedAnnotatorConfig:
     teacher: TeacherConfig | str = "oracle"
     think_time_s: float = 0.0
     score_range: tuple[float, float] | None = None
+    score_basis: str | None = None
     reward_scale: float | None = None
     project: str | None = None
     max_queries: int | None = None
@@ -101,6 +114,8 @@ class SimulatedAnnotatorConfig:
                 raise ConfigError(f"score_range {self.score_range} is invalid: give "
                                   "(low, high) with low < high, per-step reward units")
             self.score_range = (low, high)
+        if self.score_basis not in (None, "step", "episode"):
+            raise ConfigError(f"score_basis is {self.score_basis!r}: give 'step' or 'episode'")
         if self.reward_scale is not None and not self.reward_scale > 0:
             raise ConfigError(f"reward_scale is {self.reward_scale}: give a value > 0")
         if self.max_queries is not None and self.max_queries < 0:
@@ -132,46 +147,6 @@ class AnsweredQuery:
     choice: str | None
     score: int | None
     status: int
-
-
-def episode_score(teacher: ScriptedTeacher, rewards: np.ndarray,
-                  score_range: tuple[float, float] | None = None) -> int | None:
-    """A 0-9 score of one segment with true rewards ``rewards`` ``(L,)``; ``None`` = skip.
-
-    The teacher's knobs, applied to one return instead of a difference of two:
-
-    1. myopic: the discounted return ``R`` (``reward_scale`` units, as for pairs);
-    2. skip: ``None`` when ``R < skip_threshold``;
-    3. stochastic: ``R`` plus Gumbel noise of scale ``1 / beta`` (two such noisy returns
-       compare as ``sigmoid(beta * (R_a - R_b))``, the teacher's pair rule);
-    4. equal: ``R`` rounded to a multiple of ``equal_threshold`` (closer returns look alike);
-    5. ``R`` divided by the discount weights' sum (a per-step reward, so length does not
-       matter), mapped linearly from ``score_range`` onto ten equal bins 0..9;
-    6. mistake: the score mirrored (``9 - s``) with probability ``mistake_prob``.
-
-    Without noise (no beta, no mistakes) the score never decreases as the return grows.
-    """
-    cfg = teacher.config
-    rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
-    if not np.isfinite(rewards).all():
-        raise ValueError("the simulated annotator needs ground-truth rewards, and this "
-                         "episode has none (NaN): score it by hand")
-    low, high = score_range or (0.0, 1.0)
-    value = teacher.segment_return(rewards)
-    if cfg.skip_threshold is not None and value < cfg.skip_threshold:
-        return None
-    if cfg.beta is not None:
-        value += float(teacher.rng.gumbel(0.0, 1.0 / cfg.beta))
-    if cfg.equal_threshold > 0:
-        value = cfg.equal_threshold * round(value / cfg.equal_threshold)
-    weights = float(np.sum(cfg.gamma ** np.arange(len(rewards), dtype=np.float64)))
-    fraction = (value / weights - low) / (high - low)
-    # The small nudge keeps a return exactly on a bin edge (0.6 per step -> 6) from falling
-    # into the bin below through rounding in the sum (5.9999999).
-    score = int(min(SCORE_LEVELS - 1, max(0, math.floor(SCORE_LEVELS * fraction + 1e-9))))
-    if cfg.mistake_prob > 0 and teacher.rng.random() < cfg.mistake_prob:
-        score = SCORE_LEVELS - 1 - score
-    return score
 
 
 def _detail(response: httpx.Response) -> str:
@@ -224,7 +199,8 @@ class SimulatedAnnotator:
             return (CANNOT_TELL if preference is None else preference.label.value), None
         if query["kind"] == "episode_score":
             rewards = first.rewards(self._pool(sides))
-            score = episode_score(self.teacher, rewards, self.config.score_range)
+            score = episode_score(self.teacher, rewards, self.config.score_range,
+                                  self.config.score_basis)
             return (CANNOT_TELL, None) if score is None else (None, score)
         raise AnnotatorError(f"query {query.get('id')} is of kind '{query['kind']}', which "
                              "this annotator cannot answer: upgrade robopref")

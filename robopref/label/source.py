@@ -3,8 +3,10 @@ answers come back as annotators give them on the labelling page.
 
 ``LabelingSource`` is asynchronous (``robopref.preferences.PreferenceSource``): ``submit``
 enqueues a round's queries (idempotent per query id, with each dataset's folder as a hint so
-the server finds the episodes for its videos); ``collect`` returns one :class:`Answer` per
-query that got its ``answers_wanted`` answers (or was withdrawn), each query once. Several
+the server finds the episodes for its videos): pairs, and whole-episode 0-9 score requests
+(``ScoreQuery``); ``collect`` returns one :class:`Answer` per query that got its
+``answers_wanted`` answers (or was withdrawn), each query once. A score request comes back as
+the mean of its scores (``cannot_tell`` left out), weighted by their number. Several
 answers become one preference: the majority's or the mean target (``aggregation``), weighted
 by the number of answers that count (first, second, equal); a query answered only
 ``cannot_tell`` (fewer than ``min_answers`` counting answers) comes back with no preference.
@@ -22,13 +24,13 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
-from robopref.data import Preference, Segment
+from robopref.data import Preference, Score, Segment
 from robopref.errors import ConfigError
 from robopref.label.database import open_database
 from robopref.label.export import METHODS, PREFERENCE_CHOICES, SOURCE, aggregate_target
 from robopref.label.schema import Annotator, LabelRow, QueryRow, SegmentRow
 from robopref.label.store import DEFAULT_PROJECT, LabelStore
-from robopref.preferences.base import Answer, PreferenceSource, Query
+from robopref.preferences.base import Answer, PreferenceSource, Query, ScoreQuery
 
 # Ids per SQL ``IN (...)``: well below SQLite's bound-parameter limit.
 CHUNK = 500
@@ -103,6 +105,7 @@ class LabelingSource(PreferenceSource):
     name = SOURCE  # "people": what export_preferences writes too
     asynchronous = True
     uses_run_folder = True
+    gives_scores = True
 
     def __init__(self, config: LabelingSourceConfig | None = None,
                  dataset_paths: DatasetPaths = None, run_name: str | None = None):
@@ -116,7 +119,7 @@ class LabelingSource(PreferenceSource):
         self._done: set[str] = set()  # delivered (or given up): never delivered again
 
     # -- PreferenceSource -------------------------------------------------------------------
-    def submit(self, queries: list[Query], episodes) -> None:
+    def submit(self, queries: list[Query | ScoreQuery], episodes) -> None:
         self.rounds += 1
         new, seen = [], set()
         for query in queries:
@@ -124,11 +127,16 @@ class LabelingSource(PreferenceSource):
                 continue  # idempotent: a resumed run submits its round again
             seen.add(query.id)
             new.append(query)
-        if new:
-            ids = self.store.enqueue_pairs(new, self.project, self.config.answers_wanted,
-                                           self._paths())
-            for query, db_id in zip(new, ids, strict=True):
-                self._open[query.id] = (db_id, self.rounds)
+        pairs = [q for q in new if isinstance(q, Query)]
+        scored = [q for q in new if isinstance(q, ScoreQuery)]
+        wanted, paths = self.config.answers_wanted, self._paths()
+        ids = self.store.enqueue_pairs(pairs, self.project, wanted, paths) if pairs else []
+        if scored:
+            ids += self.store.enqueue_episode_scores(
+                [(q.id, q.segment) for q in scored], self.project, wanted, paths
+            )
+        for query, db_id in zip(pairs + scored, ids, strict=True):
+            self._open[query.id] = (db_id, self.rounds)
         self._withdraw_stale()
 
     def collect(self) -> list[Answer]:
@@ -141,6 +149,11 @@ class LabelingSource(PreferenceSource):
         answers = []
         for db_id, (first, second, choices) in sorted(closed.items()):
             key = by_db_id[db_id]
+            if second is None:  # an episode-score request: the mean of its scores
+                answers.append(Answer(key, None, self._score(first, choices)))
+                del self._open[key]
+                self._done.add(key)
+                continue
             counting = [(name, c) for name, c in choices if c in PREFERENCE_CHOICES]
             preference = None
             if counting and len(counting) >= self.config.min_answers:
@@ -180,6 +193,16 @@ class LabelingSource(PreferenceSource):
         self.db.close()
 
     # -- helpers ----------------------------------------------------------------------------
+    def _score(self, segment: Segment, answers: list) -> Score | None:
+        """The mean of the 0-9 scores among ``answers`` ``[(annotator, score)]``, weighted by
+        their number; ``None`` below ``min_answers`` (all ``cannot_tell``)."""
+        scored = [(name, value) for name, value in answers if value is not None]
+        if not scored or len(scored) < self.config.min_answers:
+            return None
+        mean = sum(value for _, value in scored) / len(scored)
+        names = ",".join(sorted(name for name, _ in scored))
+        return Score(segment, float(mean), float(len(scored)), self.name, names)
+
     def _paths(self) -> dict[str, str]:
         paths = self._dataset_paths
         if callable(paths):
@@ -196,29 +219,35 @@ class LabelingSource(PreferenceSource):
             if self.rounds - at >= after:
                 self.store.withdraw(db_id)
 
-    def _closed(self, db_ids: list[int]) -> dict[int, tuple[Segment, Segment, list]]:
-        """``{database id: (first, second, [(annotator, choice)])}`` of those queries among
-        ``db_ids`` that are no longer open (retired or withdrawn), answers oldest first."""
+    def _closed(self, db_ids: list[int]) -> dict[int, tuple[Segment, Segment | None, list]]:
+        """``{database id: (first, second, answers)}`` of those queries among ``db_ids`` that
+        are no longer open (retired or withdrawn), answers oldest first: ``[(annotator,
+        choice)]`` for a pair, ``[(annotator, score or None)]`` for a score request (whose
+        ``second`` is ``None``)."""
         first, second = aliased(SegmentRow), aliased(SegmentRow)
-        closed: dict[int, tuple[Segment, Segment, list]] = {}
+        closed: dict[int, tuple[Segment, Segment | None, list]] = {}
         with self.db.transaction() as session:
             for chunk in _chunks(db_ids):
                 rows = session.execute(
                     select(QueryRow.id, first, second)
                     .join(first, first.id == QueryRow.first_segment_id)
-                    .join(second, second.id == QueryRow.second_segment_id)
+                    .outerjoin(second, second.id == QueryRow.second_segment_id)
                     .where(QueryRow.id.in_(chunk), QueryRow.status != "open")
                 )
                 for db_id, a, b in rows:
-                    closed[db_id] = (Segment(a.episode_id, a.start_frame, a.end_frame),
-                                     Segment(b.episode_id, b.start_frame, b.end_frame), [])
+                    closed[db_id] = (
+                        Segment(a.episode_id, a.start_frame, a.end_frame),
+                        None if b is None else Segment(b.episode_id, b.start_frame, b.end_frame),
+                        [],
+                    )
             for chunk in _chunks(sorted(closed)):
                 labels = session.execute(
-                    select(LabelRow.query_id, Annotator.name, LabelRow.choice)
+                    select(LabelRow.query_id, Annotator.name, LabelRow.choice, LabelRow.score)
                     .join(Annotator, Annotator.id == LabelRow.annotator_id)
                     .where(LabelRow.query_id.in_(chunk))
                     .order_by(LabelRow.id)
                 )
-                for db_id, name, choice in labels:
-                    closed[db_id][2].append((name, choice))
+                for db_id, name, choice, score in labels:
+                    is_pair = closed[db_id][1] is not None
+                    closed[db_id][2].append((name, choice if is_pair else score))
         return closed

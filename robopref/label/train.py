@@ -127,6 +127,11 @@ def train_from_labels(database: str, make_model: Callable[[int, int], object],
         raise DatasetError(f"all {len(preferences)} labelled pairs fell into the held-out "
                            "split: label more pairs or lower heldout_fraction")
     first = next(iter(pool.values()))
+    import torch
+
+    # The model's initial weights come from torch's global generator: seeding it here makes
+    # a training reproducible whatever ran before it in the process.
+    torch.manual_seed(seed)
     model = make_model(first.obs_dim, first.act_dim)
     log(f"training {type(model).__name__} on {len(train)} pairs ({len(heldout)} held out)")
     fit = model.fit(train, pool)

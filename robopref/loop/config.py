@@ -26,8 +26,13 @@ class LoopConfig:
         segment_length: steps per queried segment.
         queries_per_round: queries asked each round.
         candidates_per_query: candidate pairs scored per query asked.
-        eval_episodes: per-round evaluation episodes on the first train variations
-            (deterministic policy): the training-split success of each round.
+        eval_episodes: per-round evaluation episodes on the first variations of
+            ``eval_split`` (deterministic policy): each round's success.
+        eval_split: the split those come from: ``"train"`` (the training-split success the
+            demo reports) or ``"test"`` (unseen scenes, as on-robot finetuning reports each
+            round; never used to choose anything).
+        scores_per_round: whole-episode 0-9 score requests per round, on that round's first
+            rollouts, asked of the same source as the pairs (0: none); they count as labels.
         test_episodes: episodes on the first distinct test variations, for the BC and the
             final policy, at the end (the reported success, with a 95% Wilson interval).
         heldout_pairs: segment pairs from evaluation episodes scoring the reward model.
@@ -58,6 +63,8 @@ class LoopConfig:
     queries_per_round: int = 100
     candidates_per_query: int = 10
     eval_episodes: int = 50
+    eval_split: str = "train"
+    scores_per_round: int = 0
     test_episodes: int = 100
     heldout_pairs: int = 1000
     validation_episodes: int = 25
@@ -73,7 +80,6 @@ class LoopConfig:
     def __post_init__(self) -> None:
         for name in (
             "rounds",
-            "num_demos",
             "rollouts_per_round",
             "rollouts_per_goal",
             "segment_length",
@@ -83,8 +89,13 @@ class LoopConfig:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"loop.{name} must be >= 1, got {getattr(self, name)}")
-        if self.test_episodes < 0:
-            raise ConfigError(f"loop.test_episodes must be >= 0, got {self.test_episodes}")
+        for name in ("num_demos", "test_episodes", "scores_per_round"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"loop.{name} must be >= 0, got {getattr(self, name)}")
+        if self.eval_split not in ("train", "validation", "test"):
+            raise ConfigError(
+                f"loop.eval_split must be train, validation or test, got '{self.eval_split}'"
+            )
         if self.average_last < 0:
             raise ConfigError(f"loop.average_last must be >= 0, got {self.average_last}")
         if self.average_last and self.validation_episodes:

@@ -31,6 +31,26 @@ def rate_summary(flags: list[bool]) -> dict:
     return {"rate": k / n if n else math.nan, "successes": k, "episodes": n, "ci95": [low, high]}
 
 
+def quality_summary(episodes: list[Episode]) -> dict:
+    """The task's end-of-episode quality metrics (``meta["metrics"]``, e.g. Peel-v0's removed
+    fraction, gouged fraction, peak force in N) over ``episodes``: per numeric metric
+    ``{"mean", "ci95": [low, high] (Student t), "episodes"}``, and ``success`` as a rate with
+    its Wilson interval (under ``"mean"`` too). Empty when the episodes carry no metrics."""
+    rows = [e.meta.get("metrics") for e in episodes]
+    if not rows or not all(isinstance(r, dict) for r in rows):
+        return {}
+    out = {}
+    for key in rows[0]:
+        values = [r.get(key) for r in rows]
+        if key == "success":
+            rate = rate_summary([bool(v) for v in values])
+            out[key] = {"mean": rate["rate"], "ci95": rate["ci95"], "episodes": rate["episodes"]}
+        elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            mean, low, high = mean_interval([float(v) for v in values])
+            out[key] = {"mean": mean, "ci95": [low, high], "episodes": len(values)}
+    return out
+
+
 def mean_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
     """Mean over seeds and its Student-t interval ``(mean, low, high)`` (nan bounds for n < 2)."""
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)

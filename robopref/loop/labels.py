@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from robopref.data import Preference
+from robopref.data import Preference, Score
 from robopref.errors import RobopError
 from robopref.loop.config import LoopConfig
-from robopref.preferences import Answer, PreferenceSource, Query
+from robopref.preferences import Answer, PreferenceSource, Query, ScoreQuery
 
 
 class LabelTimeout(RobopError):
@@ -27,10 +27,10 @@ def gather(
     asynchronous one, what arrived (including late answers to earlier rounds' queries) until
     every query of this round was answered or ``label_timeout_s`` passed with at least
     ``min_labels`` answers. Below the minimum at the timeout it waits on, or raises
-    ``LabelTimeout`` (``on_label_timeout``)."""
+    ``LabelTimeout`` (``on_label_timeout``). ``queries`` may mix pair queries (``Query``) and
+    episode-score queries (``ScoreQuery``, for a source that ``gives_scores``)."""
     if not source.asynchronous:
-        labels = source.label([(q.first, q.second) for q in queries], pool)
-        return [Answer(q.id, p) for q, p in zip(queries, labels, strict=True)]
+        return answer_now(source, queries, pool)
     source.submit(queries, pool)
     asked = {q.id for q in queries}
     answers: list[Answer] = []
@@ -60,5 +60,20 @@ def gather(
         sleep(config.label_poll_s)
 
 
+def answer_now(source: PreferenceSource, queries: list, pool) -> list[Answer]:
+    """A synchronous source's answers, in the order of ``queries``."""
+    pairs = [q for q in queries if isinstance(q, Query)]
+    scored = [q for q in queries if isinstance(q, ScoreQuery)]
+    labels = source.label([(q.first, q.second) for q in pairs], pool) if pairs else []
+    scores = source.score([q.segment for q in scored], pool) if scored else []
+    answers = {q.id: Answer(q.id, p) for q, p in zip(pairs, labels, strict=True)}
+    answers.update({q.id: Answer(q.id, None, s) for q, s in zip(scored, scores, strict=True)})
+    return [answers[q.id] for q in queries]
+
+
 def preferences_of(answers: list[Answer]) -> list[Preference]:
     return [a.preference for a in answers if a.preference is not None]
+
+
+def scores_of(answers: list[Answer]) -> list[Score]:
+    return [a.score for a in answers if a.score is not None]

@@ -4,11 +4,12 @@
     pi_0   <- behaviour cloning on D_0
     for k = 1..K:
         D_k    <- rollout(pi_{k-1} + exploration) on train variations    # rollout
-        Q_k    <- select(candidate segment pairs of D_1..k)              # select queries
-        P      <- P + source.answers(Q_k)                                # gather labels
-        r_hat  <- reward_model.fit(P)                                    # train reward
+        Q_k    <- select(candidate segment pairs of D_1..k) [+ episodes of D_k to score]
+        P, S   <- P + source.answers(Q_k), S + its 0-9 episode scores    # gather labels
+        r_hat  <- reward_model.fit(P [, S])                              # train reward
         pi_k   <- refiner(pi_{k-1} or pi_0, D_1..k, r_hat)               # refine
-        train-split success(pi_k), accuracy(r_hat on held-out pairs)   # evaluate
+        success(pi_k) on eval_split, accuracy(r_hat on held-out pairs) # evaluate
+        [round report: quality with 95% intervals, labels, reward components, videos]
     pi*    <- mean of the weights of pi_{K-m+1..K}   (m = average_last)
            or argmax_k mean learned return of pi_k on validation variations
     report success of pi_0 and pi* on the test split, with 95% Wilson intervals
@@ -19,7 +20,10 @@ the run store before the next begins, so ``--resume`` continues a killed run fro
 completed step, each step reseeded from (seed, round, step) so the resumed run matches the
 uninterrupted one.
 
-Everything it uses arrives as an object; this module reads no configuration files.
+Episodes come from a ``RolloutCollector`` (``robopref.loop.collectors``): the task's vector env
+in simulation, or an arm through the safety layer (``robopref.loop.arm_rollouts``), which
+records each episode durably as it ends. Everything the loop uses arrives as an object; this
+module reads no configuration files.
 """
 
 from __future__ import annotations
@@ -30,21 +34,28 @@ import zlib
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import torch
 
-from robopref.data import Episode, Preference, load_episodes, load_preferences, save_episodes
+from robopref.data import Episode, Preference, Score, Segment, load_episodes, save_episodes
 from robopref.data import save_preferences as write_preferences
+from robopref.data import save_scores as write_scores
 from robopref.errors import RobopError
+from robopref.loop.collectors import RolloutCollector, RunStopped, VecEnvCollector
 from robopref.loop.config import LoopConfig
-from robopref.loop.evaluation import json_safe, rate_summary, select_by_learned_return
-from robopref.loop.labels import LabelTimeout, gather, preferences_of
+from robopref.loop.evaluation import (
+    json_safe,
+    quality_summary,
+    rate_summary,
+    select_by_learned_return,
+)
+from robopref.loop.labels import LabelTimeout, gather, preferences_of, scores_of
 from robopref.loop.metrics import run_summary
-from robopref.loop.store import RunStore, pause_for_kill_tests
-from robopref.policies import TrainablePolicy, average_policies, load_policy, train_bc
-from robopref.preferences import PreferenceSource, Query, QuerySelector, sample_pairs
+from robopref.loop.resume import ResumableSteps
+from robopref.loop.store import RunStore
+from robopref.policies import TrainablePolicy, average_policies, train_bc
+from robopref.preferences import PreferenceSource, Query, QuerySelector, ScoreQuery, sample_pairs
 from robopref.refine import Refiner
 from robopref.rewards import RewardModel, preference_accuracy
-from robopref.rollout import GaussianExploration, collect_episodes, success_rate
+from robopref.rollout import GaussianExploration, success_rate
 from robopref.training import Trainer
 
 STEPS = ("rollout", "select", "label", "reward", "refine", "evaluate")
@@ -62,7 +73,7 @@ class RoundResult:
     extra: dict = field(default_factory=dict)
 
 
-class PreferenceLoop:
+class PreferenceLoop(ResumableSteps):
     """Runs imitation then ``config.rounds`` rounds of preference refinement on any task."""
 
     def __init__(
@@ -84,13 +95,20 @@ class PreferenceLoop:
         pretrained: bool = False,
         validation_env=None,
         demos_root=None,
+        collector: RolloutCollector | None = None,
+        reporter=None,
     ):
         """``task`` is a ``robopref.envs.Task`` (splits, episode length, action bounds);
         ``vec_env`` its vector env; ``demos`` replaces the expert's demonstrations (e.g. a
         recorded dataset, read from ``demos_root``, which the run then names by relative path
-        instead of copying it); ``pretrained=True`` takes ``policy`` as the imitation policy and
-        skips training it; ``validation_env`` (same task) serves policy selection."""
+        instead of copying it; ``[]``: none, with ``pretrained``); ``pretrained=True`` takes
+        ``policy`` as the imitation policy and skips training it; ``validation_env`` (same
+        task) serves policy selection. ``collector`` runs every episode instead of ``vec_env``
+        (e.g. on an arm); ``reporter.report(k, loop) -> dict`` writes round ``k``'s report as
+        step ``round<k>/report``."""
         self.config, self.task, self.vec_env, self.expert = config, task, vec_env, expert
+        self.collector = collector or VecEnvCollector(vec_env, task, progress)
+        self.reporter = reporter
         self.policy, self.bc_trainer = policy, bc_trainer
         self.reward_model, self.selector, self.source, self.refiner = (
             reward_model,
@@ -110,6 +128,7 @@ class PreferenceLoop:
         self.round_policies: list[TrainablePolicy] = []
         self.pool: dict[str, Episode] = {}
         self.preferences: list[Preference] = []
+        self.scores: list[Score] = []
         self.asked = 0
         self.started = time.perf_counter()
         self.elapsed_before = 0.0
@@ -133,7 +152,7 @@ class PreferenceLoop:
         try:
             for k in range(1, cfg.rounds + 1):
                 policy = self.run_round(k, policy, base)
-        except LabelTimeout as stop:
+        except (LabelTimeout, RunStopped) as stop:
             print(f"stopped: {stop}", flush=True)
             return self.write_metrics(status="stopped", reason=str(stop))
         except RobopError as error:
@@ -150,7 +169,7 @@ class PreferenceLoop:
     def run_round(self, k: int, policy: TrainablePolicy, base: TrainablePolicy) -> TrainablePolicy:
         """One round: rollout, select queries, gather labels, train reward, refine, evaluate."""
         rollouts = self.step(f"round{k}/rollout", lambda: self.rollout(k, policy))
-        queries = self.step(f"round{k}/select", lambda: self.select_queries(k))
+        queries = self.step(f"round{k}/select", lambda: self.select_queries(k, rollouts or []))
         self.step(f"round{k}/label", lambda: self.gather_labels(k, queries))
         reward_metrics = self.step(f"round{k}/reward", lambda: self.train_reward(k))
         start = base if self.config.refine_from == "base" else policy
@@ -163,6 +182,8 @@ class PreferenceLoop:
             f"round{k}/evaluate",
             lambda: self.evaluate_round(k, refined, rollouts or [], reward_metrics or {}),
         )
+        if self.reporter is not None:
+            self.step(f"round{k}/report", lambda: self.reporter.report(k, self))
         return refined
 
     # -- the steps -----------------------------------------------------------------------
@@ -171,15 +192,19 @@ class PreferenceLoop:
             self.store.register_dataset(self.demos[0].dataset_id, self.demos_root)
             self._add_to_pool(self.demos, demos=True)
             return {"dataset": self.store.datasets()[self.demos[0].dataset_id]}
+        if self.demos == [] or (self.demos is None and not self.config.num_demos):
+            return {"dataset": None}  # a pretrained policy refined without demonstrations
         if self.demos is not None:
-            episodes = self.demos
+            self._save_dataset(self.demos, "demos")
         else:
             variations = self.task.draw("train", self.config.num_demos, self._rng("demos"))
-            episodes = self._collect(self.expert, variations, "demos")
-        self._save_dataset(episodes, "demos")
+            self._record(self.expert, variations, "demos")
         return {"dataset": "datasets/demos"}
 
     def imitate(self, demos: list[Episode]) -> TrainablePolicy:
+        if not self.pretrained and not demos:
+            raise RobopError("no demonstrations to imitate: set loop.num_demos > 0, or refine a "
+                             "trained policy (policy_checkpoint=DIR)")
         if not self.pretrained:
             train_bc(self.policy, demos, self.bc_trainer)
         self.policy.save(self.store.path("checkpoints", "policy_bc"))
@@ -197,11 +222,9 @@ class PreferenceLoop:
         variations = self.task.draw(
             "train", cfg.rollouts_per_round, self._rng(f"round{k}/rollout"), cfg.rollouts_per_goal
         )
-        episodes = self._collect(explorer, variations, f"rollouts_round{k}")
-        self._save_dataset(episodes, f"rollouts_round{k}")
-        return episodes
+        return self._record(explorer, variations, f"rollouts_round{k}")
 
-    def select_queries(self, k: int) -> list[Query]:
+    def select_queries(self, k: int, rollouts: list[Episode]) -> list[Query | ScoreQuery]:
         cfg = self.config
         rng = self._rng(f"round{k}/select")
         askable = None
@@ -218,22 +241,36 @@ class PreferenceLoop:
         chosen = self.selector.select(candidates, self.pool, model, cfg.queries_per_round, rng)
         queries = [Query(f"r{k}-q{i:04d}", *candidates[c]) for i, c in enumerate(chosen)]
         self.store.write_json(f"queries/round{k}.json", [q.to_json() for q in queries])
-        self.asked += len(queries)
-        return queries
+        # Whole-episode 0-9 scores of this round's first rollouts (their scenes were drawn at
+        # random already), asked of the same source in the same round.
+        scored = [
+            ScoreQuery(f"r{k}-s{i:04d}", Segment(e.id, 0, len(e)))
+            for i, e in enumerate(rollouts[: cfg.scores_per_round])
+        ]
+        if scored:
+            self.store.write_json(f"queries/scores_round{k}.json", [q.to_json() for q in scored])
+        self.asked += len(queries) + len(scored)
+        return queries + scored
 
-    def gather_labels(self, k: int, queries: list[Query]) -> dict:
+    def gather_labels(self, k: int, queries: list[Query | ScoreQuery]) -> dict:
         answers = gather(self.source, queries, self.pool, self.config)
-        received = preferences_of(answers)
+        received, scores = preferences_of(answers), scores_of(answers)
         write_preferences(received, self.store.path("labels", f"round{k}.json"))
+        if scores or any(isinstance(q, ScoreQuery) for q in queries):
+            write_scores(scores, self.store.path("scores", f"round{k}.json"))
         self.preferences += received
-        return {"answers": len(answers), "labels": len(received)}
+        self.scores += scores
+        return {"answers": len(answers), "labels": len(received), "scores": len(scores)}
 
     def train_reward(self, k: int) -> dict:
-        if not self.preferences:
+        if not self.preferences and not self.scores:
             raise RuntimeError(
                 "the preference source answered no query: loosen its skip threshold or ask more"
             )
-        metrics = self.reward_model.fit(self.preferences, self.pool)
+        if self.reward_model.uses_scores:
+            metrics = self.reward_model.fit(self.preferences, self.pool, scores=self.scores)
+        else:
+            metrics = self.reward_model.fit(self.preferences, self.pool)
         self.reward_model.save(self.store.path("checkpoints", f"reward_round{k}"))
         return metrics
 
@@ -251,7 +288,8 @@ class PreferenceLoop:
         self, k: int, policy: TrainablePolicy, rollouts: list[Episode], reward_metrics: dict
     ) -> dict:
         cfg = self.config
-        evaluation = self._collect(policy, self.task.first("train", cfg.eval_episodes), "eval")
+        variations = self.task.first(cfg.eval_split, cfg.eval_episodes)
+        evaluation = self._collect(policy, variations, "eval")
         accuracy = math.nan
         if k > 0:
             heldout = self._pool_of(evaluation)
@@ -261,16 +299,20 @@ class PreferenceLoop:
             accuracy = preference_accuracy(self.reward_model, pairs, heldout)
         if self.validation_env is not None and cfg.validation_episodes:
             self.validation.append(self._validate(policy))
-        extra = {"reward": reward_metrics, "refine": self._refine_metrics}
+        extra = {"reward": reward_metrics, "refine": self._refine_metrics} if k > 0 else {}
+        quality = quality_summary(evaluation)
+        if quality:  # the task's quality metrics on the evaluation episodes, 95% intervals
+            extra = {**extra, "quality": quality, "eval_split": cfg.eval_split,
+                     "pairs": len(self.preferences), "scores": len(self.scores)}
         result = RoundResult(
             round=k,
             success_rate=success_rate(evaluation),
             reward_accuracy=accuracy,
             queries=self.asked,
-            labels=len(self.preferences),
+            labels=len(self.preferences) + len(self.scores),
             rollout_success_rate=success_rate(rollouts),
             wall_time_s=self.wall_time(),
-            extra=extra if k > 0 else {},
+            extra=extra,
         )
         self.history.append(result)
         self._log(result)
@@ -313,79 +355,6 @@ class PreferenceLoop:
             "test": test,
         }
 
-    # -- resume --------------------------------------------------------------------------
-    def step(self, key: str, compute, result=None):
-        """Run step ``key`` unless the store has it complete; commit it after, with
-        ``result(value)`` (default: the value itself when it is a dict) as its record."""
-        if self.store.done(key):
-            return self._restored.get(key)
-        self.store.start(key)
-        torch.manual_seed(zlib.crc32(f"{self.config.seed}/{key}".encode()))
-        pause_for_kill_tests()
-        value = compute()
-        record = result(value) if result else (value if isinstance(value, dict) else {})
-        pause_for_kill_tests()
-        self.store.commit(key, record, self._restore_state())
-        return value
-
-    def _restore_state(self) -> dict:
-        return {
-            "trainer_steps": {name: t.global_step for name, t in self.trainers.items()},
-            "source": self.source.state_dict(),
-            "asked": self.asked,
-            "elapsed_s": self.wall_time(),
-        }
-
-    def restore(self) -> None:
-        """Rebuild the in-memory state of the completed steps from the run store."""
-        store, done = self.store, set(self.store.completed())
-        if not done:
-            return
-        state = store.restore_state
-        for name, steps in state.get("trainer_steps", {}).items():
-            if name in self.trainers:
-                self.trainers[name].global_step = int(steps)
-        self.source.load_state_dict(state.get("source", {}))
-        self.asked = int(state.get("asked", 0))
-        self.elapsed_before = float(state.get("elapsed_s", 0.0))
-        if "demos" in done:
-            folder = store.path(store.result("demos").get("dataset", "datasets/demos"))
-            self._add_to_pool(load_episodes(folder), demos=True)
-        if "bc" in done:
-            self.policy = load_policy(store.path("checkpoints", "policy_bc"))
-            self._restored["bc"] = self.policy
-        last_reward = 0
-        for k in range(0, self.config.rounds + 1):
-            if k and f"round{k}/rollout" in done:
-                self._restored[f"round{k}/rollout"] = self._load_dataset(f"rollouts_round{k}")
-            if k and f"round{k}/select" in done:
-                queries = store.read_json(f"queries/round{k}.json")
-                self._restored[f"round{k}/select"] = [Query.from_json(q) for q in queries]
-            if k and f"round{k}/label" in done:
-                self.preferences += load_preferences(store.path("labels", f"round{k}.json"))
-                self._restored[f"round{k}/label"] = store.result(f"round{k}/label")
-            if k and f"round{k}/reward" in done:
-                self._restored[f"round{k}/reward"] = store.result(f"round{k}/reward")
-                last_reward = k
-            if k and f"round{k}/refine" in done:
-                policy = load_policy(store.path("checkpoints", f"policy_round{k}"))
-                self.round_policies.append(policy)
-                self._restored[f"round{k}/refine"] = policy
-                self._refine_metrics = store.result(f"round{k}/refine")
-            if f"round{k}/evaluate" in done:
-                result = store.result(f"round{k}/evaluate")
-                self.history.append(RoundResult(**result))
-                self._restored[f"round{k}/evaluate"] = result
-                if self.validation_env is not None and self.config.validation_episodes:
-                    policy = self.round_policies[k - 1] if k else self.policy
-                    self.validation.append(self._validate(policy))
-        if last_reward:  # only the latest reward model is needed from here on
-            path = store.path("checkpoints", f"reward_round{last_reward}")
-            self.reward_model = type(self.reward_model).load(path, self.reward_model.trainer)
-        if "final" in done:
-            self._restored["final"] = store.result("final")
-        print(f"resuming {store.root}: {len(done)} steps done", flush=True)
-
     # -- bookkeeping ---------------------------------------------------------------------
     @property
     def demo_ids(self) -> list[str]:
@@ -395,22 +364,28 @@ class PreferenceLoop:
         return np.random.default_rng([self.config.seed, zlib.crc32(key.encode())])
 
     def _collect(self, policy, variations: list, name: str) -> list[Episode]:
-        return collect_episodes(
-            self.vec_env,
-            policy,
-            variations,
-            self.task.name,
-            self.task.episode_steps,
-            source=name.split()[0],
-            progress=self.progress,
-            meta=self.task.episode_meta(),
-        )
+        return self.collector.collect(policy, variations, name)
+
+    def _record(self, policy, variations: list, name: str) -> list[Episode]:
+        """Collect and keep the episodes as the run's dataset ``name``; a collector that
+        records writes it itself, durably episode by episode."""
+        if not (self.collector.records and self.config.save_datasets):
+            episodes = self._collect(policy, variations, name)
+            self._save_dataset(episodes, name)
+            return episodes
+        folder = self.store.path("datasets", name)
+        episodes = self.collector.collect(policy, variations, name, folder)
+        if not episodes:
+            raise RunStopped(f"no episode of {name} was kept (each stopped before its first "
+                             "tick): resume the run to record them again")
+        self.store.register_dataset(episodes[0].dataset_id, folder)
+        self._add_to_pool(episodes, demos=name == "demos")
+        return episodes
 
     def _validate(self, policy) -> list[Episode]:
         variations = self.task.first("validation", self.config.validation_episodes)
-        return collect_episodes(
-            self.validation_env, policy, variations, self.task.name, self.task.episode_steps,
-            source="validation", progress=self.progress, meta=self.task.episode_meta(),
+        return VecEnvCollector(self.validation_env, self.task, self.progress).collect(
+            policy, variations, "validation"
         )
 
     def _save_dataset(self, episodes: list[Episode], name: str) -> None:
@@ -457,9 +432,18 @@ class PreferenceLoop:
                 value = getattr(result, key)
                 if np.isfinite(value):
                     self._writer.add_scalar(f"loop/{key}", value, result.round)
+            # Every number the reward's fit reported: losses, and a composite reward's
+            # per-component weights and contributions.
+            for key, value in result.extra.get("reward", {}).items():
+                if isinstance(value, int | float) and np.isfinite(value):
+                    self._writer.add_scalar(f"reward/{key}", value, result.round)
+            for key, value in result.extra.get("quality", {}).items():
+                if np.isfinite(value.get("mean", np.nan)):
+                    self._writer.add_scalar(f"quality/{key}", value["mean"], result.round)
             self._writer.flush()
         print(
-            f"round {result.round}: train-split success {result.success_rate:.2f}  "
+            f"round {result.round}: {self.config.eval_split}-split success "
+            f"{result.success_rate:.2f}  "
             f"reward acc {result.reward_accuracy:.3f}  queries {result.queries}  "
             f"labels {result.labels}  t={result.wall_time_s:.0f}s",
             flush=True,
@@ -474,7 +458,7 @@ class PreferenceLoop:
             self.history,
             final,
             queries=self.asked,
-            labels=len(self.preferences),
+            labels=len(self.preferences) + len(self.scores),
             wall_time_s=self.wall_time(),
             status=status,
             reason=reason,

@@ -1,6 +1,12 @@
 """Segments, query selection and preference sources (teachers, people, transfer)."""
 
-from robopref.preferences.base import Answer, PreferenceSource, Query, SynchronousSource
+from robopref.preferences.base import (
+    Answer,
+    PreferenceSource,
+    Query,
+    ScoreQuery,
+    SynchronousSource,
+)
 from robopref.preferences.queries import (
     QUERY_SELECTORS,
     DisagreementSelector,
@@ -39,6 +45,7 @@ __all__ = [
     "PREFERENCE_SOURCES",
     "Answer",
     "Query",
+    "ScoreQuery",
     "SynchronousSource",
     "QUERY_SELECTORS",
     "TEACHER_PRESETS",

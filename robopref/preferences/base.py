@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
-from robopref.data import Episode, Preference, Segment
+from robopref.data import Episode, Preference, Score, Segment
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,30 @@ class Query:
 
 
 @dataclass(frozen=True)
+class ScoreQuery:
+    """A segment (usually a whole episode, frames ``[0, T)``) to score 0-9, with an id unique
+    within a run (e.g. ``"r3-s004"``)."""
+
+    id: str
+    segment: Segment
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "segment": self.segment.to_json()}
+
+    @classmethod
+    def from_json(cls, payload: dict) -> ScoreQuery:
+        return cls(str(payload["id"]), Segment.from_json(payload["segment"]))
+
+
+@dataclass(frozen=True)
 class Answer:
-    """The answer to query ``query_id``: a preference, or ``None`` when the labeller skipped it
-    (it counts as answered and trains nothing)."""
+    """The answer to query ``query_id``: a preference (a pair query) or a score (a score
+    query), or neither when the labeller skipped it (it counts as answered and trains
+    nothing)."""
 
     query_id: str
     preference: Preference | None
+    score: Score | None = None
 
 
 # A source implements one of two method sets (label, or submit + collect), so no single method
@@ -57,6 +75,11 @@ class PreferenceSource(ABC):  # noqa: B024
     query id: a resumed run may submit a query again) and ``collect`` (the answers that arrived
     since the last call, each query answered at most once).
 
+    A source that also gives whole-episode 0-9 scores sets ``gives_scores = True``: a
+    synchronous one implements ``score`` (one ``Score`` or ``None`` per segment), an
+    asynchronous one takes ``ScoreQuery`` items in ``submit`` beside ``Query`` items and
+    answers them with ``Answer.score``.
+
     ``state_dict`` / ``load_state_dict``: JSON-serialisable state (e.g. a random generator's)
     that a resumed run restores, so it answers as the uninterrupted run would have.
     """
@@ -70,13 +93,20 @@ class PreferenceSource(ABC):  # noqa: B024
     # the CLI then passes ``dataset_paths`` (a callable: dataset id -> folder) and
     # ``run_name`` to the constructor. The loop itself never hands out paths.
     uses_run_folder: ClassVar[bool] = False
+    gives_scores: ClassVar[bool] = False
 
     def label(
         self, pairs: list[tuple[Segment, Segment]], episodes: list[Episode]
     ) -> list[Preference | None]:
         raise NotImplementedError(f"{type(self).__name__} is asynchronous: use submit/collect")
 
-    def submit(self, queries: list[Query], episodes) -> None:
+    def score(self, segments: list[Segment], episodes) -> list[Score | None]:
+        raise NotImplementedError(
+            f"{type(self).__name__} gives no episode scores: set loop.scores_per_round=0, or "
+            "use a source that scores (teacher=noisy|oracle|..., teacher=people)"
+        )
+
+    def submit(self, queries: list[Query | ScoreQuery], episodes) -> None:
         raise NotImplementedError(f"{type(self).__name__} is synchronous: use label")
 
     def collect(self) -> list[Answer]:

@@ -13,6 +13,11 @@ Thresholds and ``beta`` are in units of the task's ``reward_scale`` (its per-ste
 of good behaviour) summed over the segment, so one preset means the same on Meta-World's
 0-10 reward and on Peel-v0's removed fraction per tick: returns are divided by
 ``reward_scale`` before the rules above.
+
+The same teacher also gives whole-episode 0-9 scores (``score``, :func:`episode_score`) with
+the same knobs, the simulated counterpart of the labelling page's episode scores: on Peel-v0
+an episode's true return is its removed fraction minus the gouging and force penalties, so its
+score follows the task's own quality metrics.
 """
 
 from __future__ import annotations
@@ -22,9 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robopref.data import Label, Preference, Segment, as_pool
+from robopref.data import Label, Preference, Score, Segment, as_pool
 from robopref.errors import ConfigError
 from robopref.preferences.base import SynchronousSource
+
+SCORE_BASES = ("step", "episode")
+SCORE_LEVELS = 10  # scores 0..9
 
 
 @dataclass
@@ -36,9 +44,16 @@ class TeacherConfig:
         gamma: myopic discount applied from the segment's end backwards (1 = none).
         skip_threshold: skip a query when both returns are below this (``None`` = never).
         equal_threshold: answer EQUAL when returns differ by less than this (0 = never).
-        mistake_prob: probability of flipping a FIRST/SECOND answer.
+        mistake_prob: probability of flipping a FIRST/SECOND answer (and of mirroring a
+            score, ``9 - s``).
         reward_scale: the task's per-step reward unit (the CLI takes it from the task);
             thresholds and ``beta`` are in multiples of it.
+        score_range: ``(low, high)`` return mapped linearly onto scores 0..9, in units of
+            ``reward_scale``: per step (``score_basis="step"``) or for the whole segment
+            (``"episode"``); ``None``: (0, 1) per step (the CLI takes the task's).
+        score_basis: ``"step"`` scores the mean per-step reward (any length), ``"episode"``
+            the segment's whole return (Peel-v0: the removed fraction, less penalties);
+            ``None``: ``"step"`` (the CLI takes the task's).
         seed: seeds the teacher's randomness.
     """
 
@@ -48,6 +63,8 @@ class TeacherConfig:
     equal_threshold: float = 0.0
     mistake_prob: float = 0.0
     reward_scale: float = 1.0
+    score_range: list[float] | tuple[float, float] | None = None
+    score_basis: str | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -61,11 +78,21 @@ class TeacherConfig:
             raise ConfigError(f"teacher reward_scale must be > 0, got {self.reward_scale}")
         if not 0 <= self.mistake_prob <= 1:
             raise ConfigError(f"teacher mistake_prob must lie in [0, 1], got {self.mistake_prob}")
+        if self.score_range is not None:
+            low, high = (float(v) for v in self.score_range)
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ConfigError(f"teacher score_range {self.score_range} must be (low, high) "
+                                  "with low < high, in units of reward_scale")
+            self.score_range = (low, high)
+        if self.score_basis is not None and self.score_basis not in SCORE_BASES:
+            raise ConfigError(f"teacher score_basis must be one of {', '.join(SCORE_BASES)}, "
+                              f"got '{self.score_basis}'")
 
 
 class ScriptedTeacher(SynchronousSource):
     name = "scripted_teacher"
     needs_true_rewards = True
+    gives_scores = True
 
     def __init__(self, config: TeacherConfig | None = None):
         self.config = config or TeacherConfig()
@@ -121,6 +148,62 @@ class ScriptedTeacher(SynchronousSource):
                 else Preference(a, b, label.target, source=self.name, annotator="script")
             )
         return out
+
+
+    def score(self, segments: list[Segment], episodes) -> list[Score | None]:
+        """A 0-9 score for each segment (usually a whole episode); ``None`` = skipped."""
+        pool = as_pool(episodes)
+        out: list[Score | None] = []
+        for segment in segments:
+            value = episode_score(self, segment.rewards(pool))
+            out.append(None if value is None else
+                       Score(segment, float(value), source=self.name, annotator="script"))
+        return out
+
+
+def episode_score(teacher: ScriptedTeacher, rewards: np.ndarray,
+                  score_range: tuple[float, float] | None = None,
+                  basis: str | None = None) -> int | None:
+    """A 0-9 score of one segment with true rewards ``rewards`` ``(L,)``; ``None`` = skip.
+
+    ``score_range`` and ``basis`` default to the teacher's (``score_range``, ``score_basis``).
+    The teacher's knobs, applied to one return instead of a difference of two:
+
+    1. myopic: the discounted return ``R`` (``reward_scale`` units, as for pairs);
+    2. skip: ``None`` when ``R < skip_threshold``;
+    3. stochastic: ``R`` plus Gumbel noise of scale ``1 / beta`` (two such noisy returns
+       compare as ``sigmoid(beta * (R_a - R_b))``, the teacher's pair rule);
+    4. equal: ``R`` rounded to a multiple of ``equal_threshold`` (closer returns look alike);
+    5. basis ``"step"``: ``R`` divided by the discount weights' sum (a per-step reward, so
+       length does not matter); ``"episode"``: ``R`` itself; mapped linearly from
+       ``score_range`` onto ten equal bins 0..9;
+    6. mistake: the score mirrored (``9 - s``) with probability ``mistake_prob``.
+
+    Without noise (no beta, no mistakes) the score never decreases as the return grows.
+    """
+    cfg = teacher.config
+    rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
+    if not np.isfinite(rewards).all():
+        raise ValueError("the simulated annotator needs ground-truth rewards, and this "
+                         "episode has none (NaN): score it by hand")
+    low, high = score_range or cfg.score_range or (0.0, 1.0)
+    basis = basis or cfg.score_basis or "step"
+    value = teacher.segment_return(rewards)
+    if cfg.skip_threshold is not None and value < cfg.skip_threshold:
+        return None
+    if cfg.beta is not None:
+        value += float(teacher.rng.gumbel(0.0, 1.0 / cfg.beta))
+    if cfg.equal_threshold > 0:
+        value = cfg.equal_threshold * round(value / cfg.equal_threshold)
+    if basis == "step":
+        value /= float(np.sum(cfg.gamma ** np.arange(len(rewards), dtype=np.float64)))
+    fraction = (value - low) / (high - low)
+    # The small nudge keeps a return exactly on a bin edge (0.6 per step -> 6) from falling
+    # into the bin below through rounding in the sum (5.9999999).
+    score = int(min(SCORE_LEVELS - 1, max(0, math.floor(SCORE_LEVELS * fraction + 1e-9))))
+    if cfg.mistake_prob > 0 and teacher.rng.random() < cfg.mistake_prob:
+        score = SCORE_LEVELS - 1 - score
+    return score
 
 
 # Named presets of the six B-Pref behaviours, in units of the task's reward_scale (on

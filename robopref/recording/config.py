@@ -31,7 +31,12 @@ class RecorderConfig:
         num_episodes: episodes to save before the session ends.
         cameras: camera names recorded as ``observation.images.<name>`` (needs a camera
             source, e.g. the simulated arm's ``render``).
-        image_width, image_height: recorded image size (pixels).
+        image_width, image_height: recorded image size (pixels; at least 4 for video).
+        video: store cameras as lerobot videos (one AV1 MP4 per episode and camera, encoded
+            in the background) rather than PNG frames inside the Parquet files.
+        reset_time_s: a reset phase of this many seconds after each episode (but the
+            last): a countdown is shown, the arm follows the teleop while it is enabled,
+            buttons pressed meanwhile are ignored, and the last episode is written to disk.
         resume: add episodes to an existing dataset at ``root`` (indices continue).
         realtime: pace the loop at ``fps`` on the wall clock. A synchronous simulation
             may run unpaced (``False``) for fast dry runs; real arms need ``True``.
@@ -52,6 +57,8 @@ class RecorderConfig:
     cameras: list[str] = field(default_factory=list)
     image_width: int = 128
     image_height: int = 96
+    video: bool = True
+    reset_time_s: float = 0.0
     resume: bool = False
     realtime: bool = True
     spin_s: float = 0.0005
@@ -84,6 +91,16 @@ class RecorderConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or not 1 <= value <= 4096:
                 raise ConfigError(f"record {name}={value!r} must be an integer in [1, 4096] px")
+        if self.video and self.cameras and min(self.image_width, self.image_height) < 4:
+            raise ConfigError(
+                f"record image size {self.image_width}x{self.image_height} px is too small "
+                "for video cameras: use at least 4x4, or record.video=false for PNG frames"
+            )
+        if isinstance(self.reset_time_s, bool) or not 0 <= self.reset_time_s < float("inf"):
+            raise ConfigError(
+                f"record reset_time_s={self.reset_time_s!r} must be seconds >= 0, e.g. 10 "
+                "(0: no reset phase)"
+            )
         if not 0 <= self.spin_s < 1.0 / self.fps:
             raise ConfigError(f"record spin_s={self.spin_s} must be in [0, 1/fps) s, e.g. 0.0005")
         if "/" not in self.repo_id:

@@ -4,7 +4,8 @@
 the safety layer, a teleop device, an optional wrist sensor, task and camera) and appends each
 saved episode to a LeRobotDataset (v3.0) through ``DurableEpisodeWriter``
 (``robopref.data.durable_writer``: each save is atomic and durable, a killed recorder keeps
-every saved episode).
+every saved episode), running in a process of its own (``robopref.data.background_writer``)
+while the operator resets the scene (``robopref.recording.session``).
 
 Frame features (``N`` = the arm's joint count, 6 for UR, 7 for Franka):
 
@@ -14,7 +15,8 @@ Frame features (``N`` = the arm's joint count, 6 for UR, 7 for Franka):
 - ``observation.wrench`` ``(6,)`` (N, N*m) from the wrist sensor (the arm's own reading when
   there is no sensor);
 - ``observation.environment_state`` ``(k,)`` when a task gives one;
-- ``observation.images.<camera>`` ``(H, W, 3)`` uint8;
+- ``observation.images.<camera>`` ``(H, W, 3)`` uint8, stored as one AV1 video per episode
+  (``record.video``, the default) or as PNG frames;
 - ``action`` ``(6,)``: the TCP motion actually commanded this tick after the safety layer's
   clipping, ``[dx, dy, dz, drx, dry, drz]`` (m, rad) with the rotation part a rotation vector
   in the base frame (replaying ``compose_delta(previous_sent, action)`` gives back what was
@@ -29,17 +31,19 @@ import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TextIO
 
 import numpy as np
 
-from robopref.data.durable_writer import DurableEpisodeWriter
+from robopref.data.background_writer import BackgroundEpisodeWriter
 from robopref.errors import ConfigError
 from robopref.geometry import compose_delta, pose_delta
 from robopref.hardware.base import ProtectiveStop
 from robopref.hardware.safety import SafeArm
 from robopref.recording.config import BUTTONS, RecorderConfig
+from robopref.recording.session import run_session
 from robopref.recording.summary import _plain
-from robopref.recording.timing import LoopTimer, timing_stats
+from robopref.recording.timing import LoopTimer
 
 __all__ = ["Recorder"]
 
@@ -75,8 +79,10 @@ class Recorder:
             task's environment state (the layout ``robopref.data.load_episodes`` returns). While the
             teleop's ``intervention`` flag is set the person's command is applied instead;
             each frame's ``intervention`` feature records who acted.
-        progress: show a progress bar over saved episodes.
+        progress: show a progress bar over durable episodes.
         log: where operator messages go (``print`` by default).
+        stream: where the reset countdown is drawn (``sys.stdout`` by default; rewritten in
+            place when it is a terminal).
 
     Components are connected (and disconnected at the end) when they are not connected yet.
     """
@@ -92,6 +98,7 @@ class Recorder:
         policy=None,
         progress: bool = False,
         log: Callable[[str], None] = print,
+        stream: TextIO | None = None,
     ):
         if config.cameras and camera is None:
             raise ConfigError(
@@ -107,9 +114,10 @@ class Recorder:
         self.arm = arm
         self.teleop, self.sensor, self.task, self.camera = teleop, sensor, task, camera
         self.policy = policy
-        self.progress, self.log = progress, log
+        self.progress, self.log, self.stream = progress, log, stream
         self._say = log
-        self.writer: DurableEpisodeWriter | None = None
+        # The session's dataset writer (a DurableEpisodeWriter in a child process).
+        self.writer: BackgroundEpisodeWriter | None = None
         self.summary: dict = {}
 
     # ---------------------------------------------------------------- features
@@ -152,7 +160,8 @@ class Recorder:
             }
         for cam in self.config.cameras:
             feats[f"observation.images.{cam}"] = {
-                "dtype": "image",
+                # An AV1 video per episode (several times smaller than PNG frames).
+                "dtype": "video" if self.config.video else "image",
                 "shape": (self.config.image_height, self.config.image_width, 3),
                 "names": ["height", "width", "channels"],
             }
@@ -318,14 +327,18 @@ class Recorder:
             if self.task is not None:
                 self._reset_task(cfg.seed)
             self._check_policy()
-            self.writer = DurableEpisodeWriter(
+            # The writer runs in a process of its own (it never holds this loop's interpreter
+            # lock); lerobot and the codecs load there now, not in the middle of a save.
+            self.log("opening the dataset writer (loads lerobot and the video codec)...")
+            self.writer = BackgroundEpisodeWriter(
                 cfg.root, cfg.repo_id, cfg.fps, self.features(), resume=cfg.resume
             )
             if cfg.resume and self.writer.created:
                 self.log(f"resume: no dataset at {self.writer.root} yet, starting a new one")
             elif cfg.resume:
                 self.log(f"resume: {self.writer.num_episodes} episodes at {self.writer.root}")
-            return self._session()
+            self.summary = run_session(self)
+            return self.summary
 
     def _check_rate(self) -> None:
         arm_hz = 1.0 / self.arm.control_period_s
@@ -347,89 +360,3 @@ class Recorder:
                 f"the policy takes {expected}-dim observations but this arm and task give {dims}: "
                 "use a policy trained on recordings of this setup"
             )
-
-    def _session(self) -> dict:
-        cfg, writer = self.config, self.writer
-        counts = {"saved": 0, "discarded": 0, "rerecorded": 0, "stopped": 0}
-        periods, lateness, work, missed, successes, saved_meta = [], [], [], 0, [], []
-        quit_requested = False
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=cfg.num_episodes, desc="episodes saved", unit="ep")
-            self._say = bar.write  # messages above the bar, not through it
-        attempt_seed = cfg.seed + writer.num_episodes
-        started = time.monotonic()
-        try:
-            while counts["saved"] < cfg.num_episodes:
-                try:
-                    attempt = self.record_episode(attempt_seed)
-                except KeyboardInterrupt:
-                    # Ctrl-C is the operator's emergency quit: the running episode is dropped,
-                    # the saved ones are already durable.
-                    self._say("interrupted: the running episode was dropped")
-                    quit_requested = True
-                    break
-                meta = attempt.meta
-                periods.append(meta.pop("periods_s"))
-                lateness.append(meta.pop("lateness_s"))
-                work.append(meta.pop("work_s"))
-                missed += meta.pop("missed")
-                if attempt.keep:
-                    index = writer.save_episode(
-                        {k: np.stack(v) for k, v in attempt.frames.items()}, cfg.task, meta
-                    )
-                    counts["saved"] += 1
-                    saved_meta.append(meta)
-                    if "metrics" in meta:
-                        successes.append(bool(meta["metrics"].get("success", False)))
-                    if bar is not None:
-                        bar.update(1)
-                    self._say(f"episode {index} saved ({meta['length']} frames, {attempt.outcome})")
-                elif attempt.outcome == "rerecord":
-                    counts["rerecorded"] += 1
-                    self._say("episode dropped: recording it again")
-                    continue  # same seed: the same scene again
-                elif attempt.outcome == "protective_stop":
-                    counts["stopped"] += 1
-                    self._say(
-                        "episode dropped after a protective stop: clear the cause, then run "
-                        "again with --resume"
-                    )
-                    quit_requested = True
-                elif attempt.outcome == "quit":
-                    quit_requested = True
-                else:
-                    counts["discarded"] += 1
-                    self._say("episode discarded")
-                attempt_seed += 1
-                if quit_requested:
-                    break
-        finally:
-            if bar is not None:
-                bar.close()
-            self._say = self.log
-        all_periods = np.concatenate(periods) if periods else np.zeros(0)
-        all_lateness = np.concatenate(lateness) if lateness else np.zeros(0)
-        all_work = np.concatenate(work) if work else np.zeros(0)
-        self.summary = {
-            "root": str(writer.root),
-            "repo_id": cfg.repo_id,
-            "task": cfg.task,
-            "episodes_saved": counts["saved"],
-            "episodes_discarded": counts["discarded"],
-            "episodes_rerecorded": counts["rerecorded"],
-            "protective_stops": counts["stopped"],
-            "quit": quit_requested,
-            "first_episode_index": writer.start_episodes,
-            "dataset_episodes": writer.num_episodes,
-            "dataset_frames": writer.num_frames,
-            "success_rate": float(np.mean(successes)) if successes else None,
-            "interventions": sum(m["interventions"] for m in saved_meta),
-            "wall_time_s": time.monotonic() - started,
-            "timing": timing_stats(
-                all_periods, 1.0 / cfg.fps, missed, cfg.realtime, all_lateness, all_work
-            ),
-        }
-        return self.summary

@@ -19,6 +19,10 @@ def _fmt(value, spec: str, unit: str = "") -> str:
     return "n/a" if value is None else f"{value:{spec}}{unit}"
 
 
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1e3
+
+
 def format_summary(summary: dict) -> str:
     """The end-of-session table."""
     t = summary["timing"]
@@ -53,5 +57,27 @@ def format_summary(summary: dict) -> str:
         ),
         ("missed deadlines", f"{t['missed_deadlines']} of {t['periods']} periods"),
     ]
+    blocked, durable = summary.get("save_blocked"), summary.get("save_durable_after")
+    if blocked and durable:
+        # The loop's stop per save (frames handed to the writer), then the disk's time.
+        rows += [
+            (
+                "save: loop blocked mean, max",
+                f"{_fmt(_ms(blocked['mean_s']), '.1f', ' ms')}, "
+                f"{_fmt(_ms(blocked['max_s']), '.1f', ' ms')}",
+            ),
+            (
+                "save: durable after mean, max",
+                f"{_fmt(durable['mean_s'], '.2f', ' s')}, {_fmt(durable['max_s'], '.2f', ' s')}",
+            ),
+        ]
+    if summary.get("reset_time_s"):
+        rows.append(
+            (
+                "reset phase",
+                f"{summary['reset_time_s']:g} s, "
+                f"{summary.get('reset_buttons_dropped', 0)} button press(es) ignored",
+            )
+        )
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

@@ -180,10 +180,13 @@ def return_scale(rewards: list[np.ndarray], gamma: float) -> float:
     return float(returns.std()) or 1.0
 
 
-def learned_rewards(reward_model: RewardModel, obs: np.ndarray, act: np.ndarray, k: float):
-    """Per-step learned reward ``(B, T)`` for ``obs (B, T, obs_dim)``, ``act (B, T, act_dim)``:
-    the member mean, minus ``k`` member stds for an ensemble."""
-    members = np.asarray(reward_model.member_rewards(obs, act), dtype=np.float64)
+def learned_rewards(
+    reward_model: RewardModel, obs: np.ndarray, act: np.ndarray, k: float, metrics=None
+):
+    """Per-step learned reward ``(B, T)`` for ``obs (B, T, obs_dim)``, ``act (B, T, act_dim)``
+    (and the task's per-step ``metrics (B, T, K)`` for a reward that reads them): the member
+    mean, minus ``k`` member stds for an ensemble."""
+    members = np.asarray(reward_model.rewards_of(obs, act, metrics), dtype=np.float64)
     if k and members.shape[0] > 1:
         return members.mean(0) - k * members.std(0)
     return members.mean(0)
@@ -197,6 +200,7 @@ class PPORefiner(Refiner):
     def __init__(self, config: PPOConfig, trainer: Trainer, task=None, vec_env=None):
         self.config, self.trainer, self.task, self.vec_env = config, trainer, task, vec_env
         self.history: list[dict[str, float]] = []
+        self.protective_stops = 0
         self._writer = None
         self._logged = 0  # iterations logged to TensorBoard over every call
 
@@ -225,7 +229,7 @@ class PPORefiner(Refiner):
         head = GaussianHead(half, cfg.init_std, cfg.learn_std).to(device)
         self._half = torch.as_tensor(half, device=device)
         value, optimizer, reward_scale = None, None, 1.0
-        self.history, env_steps = [], 0
+        self.history, env_steps, self.protective_stops = [], 0, 0
         bar = tqdm(range(cfg.iterations), desc="ppo", disable=not self.trainer.config.progress,
                    leave=False, dynamic_ncols=True)
         for _ in bar:
@@ -262,6 +266,8 @@ class PPORefiner(Refiner):
                                     "entropy", "std", "updates", "anchor")},
             "env_steps": float(env_steps),
             "iterations": float(cfg.iterations),
+            # Episodes its on-policy rollouts ended with a protective stop (a safety layer's).
+            "protective_stops": float(self.protective_stops),
         }
         return trainable, metrics
 
@@ -277,6 +283,7 @@ class PPORefiner(Refiner):
         low, high = np.asarray(task.action_low), np.asarray(task.action_high)
         trainable.eval()
         out: dict[str, list] = {k: [] for k in ("obs", "act", "logp", "rewards", "final")}
+        names = tuple(reward_model.metric_names)
         for begin in range(0, len(variations), n_envs):
             goals = list(variations[begin : begin + n_envs])
             used = len(goals)
@@ -284,7 +291,7 @@ class PPORefiner(Refiner):
             env.set_attr("next_variation", goals)
             obs, _ = env.reset()
             trainable.begin_episodes(n_envs)
-            o_buf, a_buf, e_buf, lp_buf = [], [], [], []
+            o_buf, a_buf, e_buf, lp_buf, m_buf = [], [], [], [], []
             done = np.zeros(n_envs, dtype=bool)
             terminal = np.zeros(n_envs, dtype=bool)
             ends = np.full(n_envs, task.episode_steps)
@@ -295,7 +302,12 @@ class PPORefiner(Refiner):
                 noise = torch.randn(mean.shape, generator=gen).to(device)
                 action = mean + head.std() * noise
                 env_action = np.clip(action.cpu().numpy(), low, high).astype(np.float32)
-                next_obs, _, term, trunc, _ = env.step(env_action)
+                next_obs, _, term, trunc, info = env.step(env_action)
+                if names:  # the task's per-step metrics, for a reward that reads them
+                    m_buf.append(np.stack([np.asarray(info[n], np.float32) for n in names], -1))
+                if "protective_stop" in info:
+                    self.protective_stops += int(np.sum(np.asarray(info["protective_stop"])
+                                                        & ~done))
                 o_buf.append(o.cpu().numpy())
                 a_buf.append(action.cpu().numpy())
                 e_buf.append(env_action)
@@ -310,7 +322,8 @@ class PPORefiner(Refiner):
                 if done.all():
                     break
             obs_b, act_b, env_b, lp_b = (np.stack(b, 1) for b in (o_buf, a_buf, e_buf, lp_buf))
-            rewards = learned_rewards(reward_model, obs_b, env_b, cfg.reward_pessimism_k)
+            metrics = np.stack(m_buf, 1) if names else None
+            rewards = learned_rewards(reward_model, obs_b, env_b, cfg.reward_pessimism_k, metrics)
             for i in range(used):
                 end = int(ends[i])
                 out["obs"].append(obs_b[i, :end])

@@ -2,6 +2,7 @@
 
 from robopref.registry import Registry
 from robopref.rewards.base import RewardModel
+from robopref.rewards.composite import CompositeReward, CompositeRewardConfig
 from robopref.rewards.ensemble import BTEnsemble, EnsembleConfig, StackedMLP
 from robopref.rewards.gaussian import GaussianReward, GaussianRewardConfig
 from robopref.rewards.metrics import preference_accuracy
@@ -18,12 +19,18 @@ REWARD_MODELS = Registry(
             "robopref.rewards.gaussian:GaussianRewardConfig",
             "robopref.rewards.gaussian:GaussianReward",
         ),
+        "composite": (
+            "robopref.rewards.composite:CompositeRewardConfig",
+            "robopref.rewards.composite:CompositeReward",
+        ),
     },
 )
 
 __all__ = [
     "REWARD_MODELS",
     "BTEnsemble",
+    "CompositeReward",
+    "CompositeRewardConfig",
     "EnsembleConfig",
     "GaussianReward",
     "GaussianRewardConfig",

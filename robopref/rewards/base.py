@@ -24,10 +24,22 @@ class RewardModel(ABC):
 
     ``save(path)`` writes the model (weights and config, with a format version);
     ``load(path, trainer)`` rebuilds it in another process.
+
+    Two optional extensions, both off by default:
+
+    - ``metric_names``: a model that also reads the task's per-step metrics (``Episode.metrics``,
+      e.g. a composite reward over Peel-v0's removed fraction and force) names them here; it
+      then receives ``metrics (B, T, K)`` as ``member_rewards(obs, act, metrics=...)``, and the
+      methods below pass each episode's columns of those names. Models that name none are
+      never given the argument.
+    - ``uses_scores``: a model that also learns from whole-episode 0-9 scores
+      (``robopref.data.Score``) accepts ``fit(preferences, episodes, scores=[...])``.
     """
 
     obs_dim: int
     act_dim: int
+    metric_names: tuple[str, ...] = ()
+    uses_scores: bool = False
 
     @property
     def num_members(self) -> int:
@@ -52,13 +64,23 @@ class RewardModel(ABC):
     def load(cls, path: str | Path, trainer) -> RewardModel:
         """The model saved at ``path``; ``trainer`` trains it on further ``fit`` calls."""
 
-    def step_rewards(self, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
+    def rewards_of(self, obs: np.ndarray, act: np.ndarray, metrics=None) -> np.ndarray:
+        """``member_rewards`` ``(M, B, T)``, handing ``metrics (B, T, K)`` on only to a model
+        that reads metrics (``metric_names``)."""
+        if self.metric_names:
+            return self.member_rewards(obs, act, metrics=metrics)
+        return self.member_rewards(obs, act)
+
+    def step_rewards(self, obs: np.ndarray, act: np.ndarray, metrics=None) -> np.ndarray:
         """Ensemble-mean per-step reward ``(B, T)``."""
-        return self.member_rewards(obs, act).mean(0)
+        return self.rewards_of(obs, act, metrics).mean(0)
 
     def episode_rewards(self, episode: Episode) -> np.ndarray:
         """Per-frame reward ``(T,)`` for any episode, e.g. one read from a dataset."""
-        return self.step_rewards(episode.observations[None], episode.actions[None])[0]
+        metrics = None
+        if self.metric_names:
+            metrics = episode.metric_columns(self.metric_names)[None]
+        return self.step_rewards(episode.observations[None], episode.actions[None], metrics)[0]
 
     def frame_rewards(self, dataset_root: str | Path, episode_index: int) -> np.ndarray:
         """Per-frame learned reward ``(T,)`` of episode ``episode_index`` of the
@@ -74,12 +96,17 @@ class RewardModel(ABC):
         self, pairs: list[tuple[Segment, Segment]], episodes: Episodes
     ) -> np.ndarray:
         """Per-member Bradley–Terry ``P(first preferred)``, shape ``(M, B)``."""
-        from robopref.data import segment_pair_arrays
+        from robopref.data import segment_pair_arrays, segment_pair_metrics
 
-        obs, act = segment_pair_arrays(pairs, as_pool(episodes))  # (B, 2, L, dim)
+        pool = as_pool(episodes)
+        obs, act = segment_pair_arrays(pairs, pool)  # (B, 2, L, dim)
         b, _, length, _ = obs.shape
-        rewards = self.member_rewards(
-            obs.reshape(b * 2, length, -1), act.reshape(b * 2, length, -1)
+        metrics = None
+        if self.metric_names:
+            metrics = segment_pair_metrics(pairs, pool, self.metric_names)
+            metrics = metrics.reshape(b * 2, length, -1)
+        rewards = self.rewards_of(
+            obs.reshape(b * 2, length, -1), act.reshape(b * 2, length, -1), metrics
         ).reshape(self.num_members, b, 2, length)
         returns = rewards.sum(-1)
         return expit(returns[..., 0] - returns[..., 1])

@@ -1,5 +1,5 @@
 """Cross-task preference transfer by optimal transport (PEARL): representations, GW plans,
-label transfer and calibration, and the transfer preference source."""
+label transfer, orientation and calibration, and the transfer preference source."""
 
 from robopref.preferences.transfer.label_transfer import (
     CALIBRATIONS,
@@ -8,6 +8,13 @@ from robopref.preferences.transfer.label_transfer import (
     rank_normalise,
     sharpen,
     transfer_labels,
+)
+from robopref.preferences.transfer.orientation import (
+    ORIENTATIONS,
+    goal_distance_labels,
+    goal_progress,
+    orient_by_labels,
+    orient_by_progress,
 )
 from robopref.preferences.transfer.plans import (
     SOLVERS,
@@ -22,6 +29,7 @@ from robopref.preferences.transfer.representations import (
     REPRESENTATIONS,
     TransferError,
     dtw_costs,
+    goal_relative_features,
     intra_task_costs,
     pooled_features,
 )
@@ -29,6 +37,7 @@ from robopref.preferences.transfer.source import SourceBank, TransferConfig, Tra
 
 __all__ = [
     "CALIBRATIONS",
+    "ORIENTATIONS",
     "REPRESENTATIONS",
     "SOLVERS",
     "DensePlan",
@@ -43,7 +52,12 @@ __all__ = [
     "TransferSource",
     "dtw_costs",
     "expected_calibration_error",
+    "goal_distance_labels",
+    "goal_progress",
+    "goal_relative_features",
     "intra_task_costs",
+    "orient_by_labels",
+    "orient_by_progress",
     "pooled_features",
     "rank_normalise",
     "sharpen",

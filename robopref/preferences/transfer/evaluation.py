@@ -14,7 +14,11 @@ from collections.abc import Callable
 import numpy as np
 
 from robopref.data import Preference, Segment, as_pool
-from robopref.preferences.transfer.label_transfer import expected_calibration_error
+from robopref.preferences.transfer.label_transfer import (
+    expected_calibration_error,
+    transfer_labels,
+)
+from robopref.preferences.transfer.orientation import orient_by_labels
 from robopref.preferences.transfer.plans import DensePlan
 from robopref.rewards.metrics import preference_accuracy
 
@@ -71,6 +75,34 @@ def random_plan(n_source: int, n_target: int, rng: np.random.Generator,
         t *= (a / t.sum(1))[:, None]
         t *= (b / t.sum(0))[None, :]
     return DensePlan(t, {"solver": "random"})
+
+
+def few_shot_orientation(source, z: np.ndarray, pairs: list[tuple[Segment, Segment]],
+                         episodes, count: int, rng: np.random.Generator) -> tuple[np.ndarray,
+                                                                                  dict]:
+    """Few-shot orientation: ``z (B,)``, the labels ``source`` (a ``TransferSource``) moved
+    along its latest plan to ``pairs``, or their mirror ``1 - z``, whichever agrees with more
+    of ``count`` oracle labels on other decided pairs of the same target nodes (asked once,
+    so a tie says nothing). Returns the chosen labels and ``{"flip", "agreement",
+    "labels"}``."""
+    pool = as_pool(episodes)
+    order = {s: k for k, s in enumerate(source.last["target_segments"])}
+    nodes = list(dict.fromkeys(s for pair in pairs for s in pair))
+    scored, asked = set(pairs), []
+    for _ in range(100 * count):  # bounded: a target set of ties only ends the search
+        if len(asked) == count:
+            break
+        i, j = rng.choice(len(nodes), 2, replace=False)
+        pair = (nodes[i], nodes[j])
+        if pair not in scored and oracle_truth([pair], pool)[0] != 0.5:
+            asked.append(pair)
+    if not asked:
+        return z, {"flip": False, "agreement": float("nan"), "labels": 0}
+    z_asked = transfer_labels(source.last["plan"], source.bank.labels,
+                              np.array([order[a] for a, _ in asked]),
+                              np.array([order[b] for _, b in asked]))
+    choice = orient_by_labels(z_asked, oracle_truth(asked, pool))
+    return (1.0 - z if choice["flip"] else z), {**choice, "labels": len(asked)}
 
 
 def reward_model_labels(model, pairs: list[tuple[Segment, Segment]], episodes) -> np.ndarray:

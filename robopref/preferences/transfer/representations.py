@@ -14,6 +14,11 @@ Representations of a set of ``N`` segments with observations ``(N, L, obs_dim)``
 - ``learned``: the time-mean of a reward model's last hidden layer (``hidden_features``) on
   ``(o_t, a_t)``, standardised; Euclidean. With the *source* task's model this applies to the
   target only when observation and action spaces match.
+- ``goal_relative``: progress towards the goal, the same quantity in every task: per step the
+  distances hand-goal, object-goal and hand-object (m), each pooled over the segment (start,
+  end, change, min, mean), ``(N, 15)`` in metres, *not* standardised, so two tasks' features are
+  comparable and fused GW's cross-task cost means "as far from its goal". Needs Meta-World's
+  goal-carrying 39-d observations (see ``goal_relative_features``).
 
 Every cost matrix is divided by its largest entry, so solver settings (entropic epsilon) mean
 the same on every task.
@@ -26,7 +31,10 @@ import torch
 
 from robopref.errors import ConfigError, RobopError
 
-REPRESENTATIONS = ("pooled", "dtw", "learned")
+REPRESENTATIONS = ("pooled", "dtw", "learned", "goal_relative")
+# Representations whose features are in physical units shared by every task: fused GW compares
+# them across tasks as they are instead of standardising them over both sets.
+UNIT_REPRESENTATIONS = ("goal_relative",)
 
 
 class TransferError(RobopError):
@@ -45,6 +53,52 @@ def pooled_features(obs: np.ndarray) -> np.ndarray:
     """``(N, L, obs_dim)`` -> ``(N, 2 * obs_dim)``: time-mean and last-minus-first, standardised."""
     obs = np.asarray(obs, dtype=np.float32)
     return standardise(np.concatenate([obs.mean(1), obs[:, -1] - obs[:, 0]], axis=1))
+
+
+# Meta-World v3 observation (``SawyerXYZEnv._get_obs``): hand xyz [0:3], gripper opening [3],
+# first object xyz [4:7] and quaternion [7:11], a second object [11:18], the previous frame's
+# 18 numbers [18:36], the goal xyz [36:39] (zeros when the env is partially observable).
+METAWORLD_OBS_DIM = 39
+HAND, OBJECT, GOAL = slice(0, 3), slice(4, 7), slice(36, 39)
+GOAL_RELATIVE_NAMES = tuple(
+    f"{d}_{stat}" for d in ("hand_goal", "object_goal", "hand_object")
+    for stat in ("start", "end", "change", "min", "mean")
+)
+
+
+def goal_distances(obs: np.ndarray, needed_by: str = "representation=goal_relative",
+                   instead: str = "representation=pooled") -> np.ndarray:
+    """Per-step distances ``(N, L, 3)`` in metres of ``(N, L, 39)`` Meta-World observations:
+    hand-goal, object-goal, hand-object.
+
+    Refuses observations that are not Meta-World's 39-d layout, and ones whose goal entries
+    are all zero (a partially observable env hides the goal), with one line naming the fix
+    (``needed_by`` says which setting asked, ``instead`` what to use).
+    """
+    obs = np.asarray(obs, dtype=np.float64)
+    if obs.ndim != 3 or obs.shape[-1] != METAWORLD_OBS_DIM:
+        raise TransferError(
+            f"{needed_by} reads Meta-World's 39-d observations (hand 0:3, object 4:7, goal "
+            f"36:39), these have shape {obs.shape}: use {instead}"
+        )
+    if obs.size and not np.abs(obs[..., GOAL]).any():
+        raise TransferError(
+            f"{needed_by} needs the goal in the observation, but obs[36:39] is zero "
+            "throughout (a partially observable Meta-World env): make the goal observable or "
+            f"use {instead}"
+        )
+    hand, obj, goal = obs[..., HAND], obs[..., OBJECT], obs[..., GOAL]
+    return np.stack([np.linalg.norm(hand - goal, axis=-1), np.linalg.norm(obj - goal, axis=-1),
+                     np.linalg.norm(hand - obj, axis=-1)], axis=-1)
+
+
+def goal_relative_features(obs: np.ndarray) -> np.ndarray:
+    """``(N, L, 39)`` -> ``(N, 15)`` metres: for hand-goal, object-goal and hand-object
+    distance (in that order), the segment's start, end, change (end - start), min and mean
+    (``GOAL_RELATIVE_NAMES``). Not standardised: a centimetre means the same in every task."""
+    d = goal_distances(obs)
+    stats = [d[:, 0], d[:, -1], d[:, -1] - d[:, 0], d.min(1), d.mean(1)]  # each (N, 3)
+    return np.stack(stats, axis=2).reshape(len(d), -1).astype(np.float32)
 
 
 def learned_features(model, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
@@ -129,8 +183,12 @@ def segment_features(representation: str, obs: np.ndarray, act: np.ndarray, what
             "representation=dtw has no features for solver=lowrank or anchors: use "
             "representation=pooled or learned, or solver=entropic"
         )
-    features = pooled_features(obs) if representation == "pooled" else \
-        learned_features(model, obs, act)
+    if representation == "pooled":
+        features = pooled_features(obs)
+    elif representation == "goal_relative":
+        features = goal_relative_features(obs)
+    else:
+        features = learned_features(model, obs, act)
     if not np.isfinite(features).all():
         raise TransferError(
             f"the {what} features have NaN or inf entries: check the segments' observations "
@@ -156,6 +214,9 @@ def intra_task_costs(
         return normalised(euclidean_costs(features), what), features
     if representation == "learned":
         features = learned_features(model, obs, act)
+        return normalised(euclidean_costs(features), what), features
+    if representation == "goal_relative":
+        features = goal_relative_features(obs)
         return normalised(euclidean_costs(features), what), features
     if representation == "dtw":
         return normalised(dtw_costs(obs, dtw_points), what), None

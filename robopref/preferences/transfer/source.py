@@ -28,6 +28,7 @@ from robopref.preferences.transfer.label_transfer import (
     sharpen,
     transfer_labels,
 )
+from robopref.preferences.transfer.orientation import ORIENTATIONS, orient_by_progress
 from robopref.preferences.transfer.plans import (
     FEATURE_SOLVERS,
     FUSED_SOLVERS,
@@ -37,6 +38,7 @@ from robopref.preferences.transfer.plans import (
 )
 from robopref.preferences.transfer.representations import (
     REPRESENTATIONS,
+    UNIT_REPRESENTATIONS,
     TransferError,
     cross_costs,
     intra_task_costs,
@@ -53,10 +55,13 @@ class TransferConfig:
     Attributes:
         source_run: a run folder of the source task (its datasets and ``labels/*.json``) to
             transfer from; ``None`` when the caller hands the source a ``SourceBank``.
-        representation: pooled | dtw | learned (see ``representations``).
+        representation: pooled | dtw | learned | goal_relative (see ``representations``).
         dtw_points: steps each segment is resampled to for DTW.
         gw: the solver (``GWConfig`` fields).
         calibration: plain | sharpen | rank.
+        orient: none | progress: flip the transferred labels (the mirror plan) when they
+            disagree with goal progress on most target pairs (``orientation``; zero-shot,
+            needs Meta-World-style observations carrying the goal).
         target_nodes: target segments in each plan (queried ones first, then drawn ones).
         source_nodes: at most this many source segments (the labelled ones, subsampled).
         min_confidence: no answer when ``|z - 0.5|`` is below this.
@@ -68,6 +73,7 @@ class TransferConfig:
     dtw_points: int = 10
     gw: dict = field(default_factory=dict)
     calibration: str = "plain"
+    orient: str = "none"
     target_nodes: int = 500
     source_nodes: int = 1000
     min_confidence: float = 0.0
@@ -84,6 +90,10 @@ class TransferConfig:
             raise ConfigError(
                 f"unknown transfer calibration '{self.calibration}': use one of "
                 f"{list(CALIBRATIONS)}"
+            )
+        if self.orient not in ORIENTATIONS:
+            raise ConfigError(
+                f"unknown transfer orient '{self.orient}': use one of {list(ORIENTATIONS)}"
             )
         if self.target_nodes < 2 or self.source_nodes < 2:
             raise ConfigError("transfer target_nodes and source_nodes must be >= 2")
@@ -215,8 +225,13 @@ class TransferSource(SynchronousSource):
                     f"solver={gw.solver} needs source and target features of one size (matching "
                     "observation spaces, representation pooled or learned): use solver=entropic"
                 )
-            both = standardise(np.concatenate([source_f, target_f]))
-            cross = cross_costs(both[: len(source_f)], both[len(source_f) :])
+            if self.config.representation in UNIT_REPRESENTATIONS:
+                # Metres in both tasks: standardising over both sets would rescale each
+                # distance by its spread and let the noisier task set the units.
+                cross = cross_costs(source_f, target_f)
+            else:
+                both = standardise(np.concatenate([source_f, target_f]))
+                cross = cross_costs(both[: len(source_f)], both[len(source_f) :])
         return solve_plan(source_c, target_c, gw, cross, source_f, target_f)
 
     def temperature(self) -> float:
@@ -293,9 +308,17 @@ class TransferSource(SynchronousSource):
         first = np.array([nodes[a] for a, _ in pairs])
         second = np.array([nodes[b] for _, b in pairs])
         plain = transfer_labels(plan, self.bank.labels, first, second)
+        orientation = None
+        if self.config.orient == "progress":
+            # Its own generator: the choice must not shift the node draws of later calls.
+            orientation = orient_by_progress(plan, self.bank.labels, obs,
+                                             np.random.default_rng(self.config.seed + 2))
+            if orientation["flip"]:
+                plain = 1.0 - plain
         calibrated = self.calibrate(plain)
         self.last = {"plan": plan, "plain": plain, "calibrated": calibrated,
-                     "target_segments": segments, "info": plan.info}
+                     "target_segments": segments, "info": plan.info,
+                     "orientation": orientation}
         return calibrated
 
     def label(self, pairs, episodes) -> list[Preference | None]:
