@@ -236,21 +236,27 @@ def save_scores(scores: Iterable[Score], path: str | Path) -> Path:
 
 def load_scores(path: str | Path) -> list[Score]:
     """Read a file written by :func:`save_scores`."""
+    return _load_versioned(path, "score", "scores", SCORES_FORMAT_VERSION, Score.from_json)
+
+
+def _load_versioned(path: str | Path, what: str, key: str, version: int, parse) -> list:
+    """The entries under ``key`` of a versioned JSON file, each read by ``parse``; one
+    ``DatasetError`` line for an unreadable file, another version or a malformed entry."""
     path = Path(path)
     try:
         payload = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"score file {path} is unreadable ({exc}): restore it") from exc
-    version = payload.get("format_version") if isinstance(payload, dict) else None
-    if version != SCORES_FORMAT_VERSION:
+        raise DatasetError(f"{what} file {path} is unreadable ({exc}): restore it") from exc
+    found = payload.get("format_version") if isinstance(payload, dict) else None
+    if found != version:
         raise DatasetError(
-            f"score file {path} has format version {version}, this robopref reads "
-            f"{SCORES_FORMAT_VERSION}: use the release that wrote it"
+            f"{what} file {path} has format version {found}, this robopref reads "
+            f"{version}: use the release that wrote it"
         )
     try:
-        return [Score.from_json(s) for s in payload["scores"]]
+        return [parse(entry) for entry in payload[key]]
     except (KeyError, TypeError, ValueError) as exc:
-        raise DatasetError(f"score file {path} holds a malformed entry ({exc})") from exc
+        raise DatasetError(f"{what} file {path} holds a malformed entry ({exc})") from exc
 
 
 def preference_targets(preferences: list[Preference]) -> np.ndarray:
@@ -274,18 +280,5 @@ def save_preferences(preferences: Iterable[Preference], path: str | Path) -> Pat
 
 def load_preferences(path: str | Path) -> list[Preference]:
     """Read a file written by :func:`save_preferences`."""
-    path = Path(path)
-    try:
-        payload = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"preference file {path} is unreadable ({exc}): restore it") from exc
-    version = payload.get("format_version") if isinstance(payload, dict) else None
-    if version != PREFERENCES_FORMAT_VERSION:
-        raise DatasetError(
-            f"preference file {path} has format version {version}, this robopref reads "
-            f"{PREFERENCES_FORMAT_VERSION}: use the release that wrote it"
-        )
-    try:
-        return [Preference.from_json(p) for p in payload["preferences"]]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DatasetError(f"preference file {path} holds a malformed entry ({exc})") from exc
+    return _load_versioned(path, "preference", "preferences", PREFERENCES_FORMAT_VERSION,
+                           Preference.from_json)

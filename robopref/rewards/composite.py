@@ -33,8 +33,7 @@ which the loop logs every round (``metrics.json``, TensorBoard).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -52,9 +51,9 @@ from robopref.data import (
     segment_pair_metrics,
 )
 from robopref.errors import ConfigError
-from robopref.rewards.base import RewardModel
+from robopref.rewards.checkpointed import CheckpointedReward
 from robopref.rewards.ensemble import StackedMLP, _member
-from robopref.training import Trainer, load_model, load_state_dict_checked, save_model
+from robopref.training import Trainer
 
 # Peel-v0's quality metrics per step (robopref.envs.peel.STEP_METRIC_NAMES): skin removed
 # (one reward_scale, 0.005 of the layer per tick, counts as full marks), depth inside the peel
@@ -131,10 +130,13 @@ def _inverse_softplus(value: float) -> float:
     return value + math.log(-math.expm1(-value))
 
 
-class CompositeReward(nn.Module, RewardModel):
+class CompositeReward(CheckpointedReward):
     """Metric terms plus a learned ensemble (see the module docstring). ``metric_names`` are
     the distinct metrics its terms read; ``member_rewards(obs, act, metrics)`` needs
     ``metrics (B, T, K)`` in that order whenever there is a term."""
+
+    checkpoint_kind = "composite_reward"
+    config_class = CompositeRewardConfig
 
     uses_scores = True
 
@@ -332,18 +334,6 @@ class CompositeReward(nn.Module, RewardModel):
         return out
 
     # -- persistence -----------------------------------------------------------------------
-    def save(self, path) -> Path:
-        """A checkpoint folder (safetensors weights + JSON config + format version)."""
-        config = {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "config": asdict(self.config)}
-        return save_model(path, "composite_reward", config, self.state_dict())
-
-    @classmethod
-    def load(cls, path, trainer: Trainer) -> CompositeReward:
-        meta, state = load_model(path, "composite_reward")
-        config = CompositeRewardConfig(**meta["config"])
-        model = cls(meta["obs_dim"], meta["act_dim"], config, trainer)
-        load_state_dict_checked(model, state, path)
-        return model
 
 
 def score_regression_loss(returns: torch.Tensor, target: torch.Tensor,

@@ -13,8 +13,7 @@ first/second/equal) and weight w_i::
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -29,8 +28,8 @@ from robopref.data import (
     segment_pair_arrays,
 )
 from robopref.errors import ConfigError
-from robopref.rewards.base import RewardModel
-from robopref.training import Trainer, load_model, load_state_dict_checked, save_model
+from robopref.rewards.checkpointed import CheckpointedReward
+from robopref.training import Trainer
 
 
 @dataclass
@@ -147,11 +146,14 @@ def preference_data(
     }
 
 
-class BTEnsemble(nn.Module, RewardModel):
+class BTEnsemble(CheckpointedReward):
     """An ensemble of per-step reward MLPs trained with the Bradley–Terry loss.
 
     Inputs are normalised with statistics frozen at the first ``fit``.
     """
+
+    checkpoint_kind = "bt_ensemble"
+    config_class = EnsembleConfig
 
     def __init__(self, obs_dim: int, act_dim: int, config: EnsembleConfig, trainer: Trainer):
         super().__init__()
@@ -223,15 +225,3 @@ class BTEnsemble(nn.Module, RewardModel):
 
     def fit(self, preferences: list[Preference], episodes) -> dict[str, float]:
         return self.trainer.fit(self, self.bt_loss, preference_data(self, preferences, episodes))
-
-    def save(self, path) -> Path:
-        """A checkpoint folder (safetensors weights + JSON config + format version)."""
-        config = {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "config": asdict(self.config)}
-        return save_model(path, "bt_ensemble", config, self.state_dict())
-
-    @classmethod
-    def load(cls, path, trainer: Trainer) -> BTEnsemble:
-        meta, state = load_model(path, "bt_ensemble")
-        model = cls(meta["obs_dim"], meta["act_dim"], EnsembleConfig(**meta["config"]), trainer)
-        load_state_dict_checked(model, state, path)
-        return model

@@ -28,8 +28,7 @@ Refinement uses ``mu`` or the pessimistic ``mu - k sigma`` (``refine_with``).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -38,9 +37,9 @@ from torch.nn import functional as F
 
 from robopref.data import Preference
 from robopref.errors import ConfigError
-from robopref.rewards.base import RewardModel
+from robopref.rewards.checkpointed import CheckpointedReward
 from robopref.rewards.ensemble import _member, preference_data
-from robopref.training import Trainer, load_model, load_state_dict_checked, save_model
+from robopref.training import Trainer
 
 
 @dataclass
@@ -97,7 +96,7 @@ class GaussianRewardConfig:
             raise ConfigError(f"reward pessimism_k must be >= 0, got {self.pessimism_k}")
 
 
-class GaussianReward(nn.Module, RewardModel):
+class GaussianReward(CheckpointedReward):
     """A per-step Gaussian reward ``N(mu, sigma^2)`` learned from (noisy) preferences.
 
     One member: ``member_rewards`` is the refinement reward (mean or pessimistic). Inputs are
@@ -106,6 +105,9 @@ class GaussianReward(nn.Module, RewardModel):
     (saved with the weights), so fits are reproducible and resume exactly from trainer
     checkpoints, without touching the global torch RNG.
     """
+
+    checkpoint_kind = "gaussian_reward"
+    config_class = GaussianRewardConfig
 
     def __init__(self, obs_dim: int, act_dim: int, config: GaussianRewardConfig, trainer: Trainer):
         super().__init__()
@@ -212,16 +214,3 @@ class GaussianReward(nn.Module, RewardModel):
     def fit(self, preferences: list[Preference], episodes) -> dict[str, float]:
         data = preference_data(self, preferences, episodes)
         return self.trainer.fit(self, self.gaussian_bt_loss, data)
-
-    def save(self, path) -> Path:
-        """A checkpoint folder (safetensors weights + JSON config + format version)."""
-        config = {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "config": asdict(self.config)}
-        return save_model(path, "gaussian_reward", config, self.state_dict())
-
-    @classmethod
-    def load(cls, path, trainer: Trainer) -> GaussianReward:
-        meta, state = load_model(path, "gaussian_reward")
-        config = GaussianRewardConfig(**meta["config"])
-        model = cls(meta["obs_dim"], meta["act_dim"], config, trainer)
-        load_state_dict_checked(model, state, path)
-        return model
