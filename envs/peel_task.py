@@ -115,7 +115,10 @@ class PeelV0Task(Task):
         # Peel-v0 rollouts store no frames: the labelling page replays them from these.
         from robopref.envs.peel.replay import replay_spec
 
-        return {"replay": replay_spec(self.peel_config, self.safety_config)}
+        # A peel succeeds by its end state: a gouge or force peak after the removed fraction
+        # crossed the bar undoes it (Episode.success reads this).
+        return {"replay": replay_spec(self.peel_config, self.safety_config),
+                "success_at_end": True}
 
     def make_expert(self, options: dict | None, num_envs: int, seed: int = 0) -> PeelExpert:
         config = self.expert_config

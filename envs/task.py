@@ -123,7 +123,8 @@ class Task(ABC):
 
     def episode_meta(self) -> dict:
         """What every episode of this task carries in its ``meta`` beyond its variation, so
-        that it can be shown again later (e.g. the settings a replay needs); JSON-ready."""
+        that it can be shown again later (e.g. the settings a replay needs) and judged
+        (``success_at_end``: ``Episode.success`` by the last step, not any); JSON-ready."""
         return {}
 
     def describe(self) -> dict:

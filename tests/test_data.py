@@ -102,6 +102,15 @@ def test_episode_success_and_true_return():
     assert Episode(obs, act, rewards, np.zeros(4, bool)).success is False
 
 
+def test_a_task_that_judges_the_end_state_succeeds_only_by_its_last_step():
+    # Peel-v0's flag is "success so far": a gouge after the bar was crossed undoes it.
+    obs, act, rewards, _ = _arrays(T=4)
+    lost = Episode(obs, act, rewards, [False, True, True, False], meta={"success_at_end": True})
+    kept = Episode(obs, act, rewards, [False, False, True, True], meta={"success_at_end": True})
+    assert lost.success is False and kept.success is True
+    assert Episode(obs, act, rewards, [False, True, True, False]).success is True
+
+
 def test_stack_transitions_concatenates_in_order():
     eps = [make_episode(3, seed=1), make_episode(5, seed=2)]
     obs, act = stack_transitions(eps)

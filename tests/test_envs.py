@@ -197,3 +197,21 @@ def test_peel_test_scenes_are_disjoint_from_recorder_and_demo_seeds():
     assert range(0, 10_000)[-1] in train and not set(range(0, 10_000)) & set(test[:10_000])
     assert test[0] > train[-1] and task.variations("validation")[0] > train[-1]
     assert task.action_units == "m, rad per tick" and np.all(task.action_high < 0.1)
+
+
+def test_peel_episodes_succeed_by_their_end_state():
+    from robopref.envs.peel_task import PeelTaskConfig, PeelV0Task
+
+    task = PeelV0Task(PeelTaskConfig())
+    assert task.episode_meta()["success_at_end"] is True
+    vec_env = task.make_vector_env(1)
+    try:
+        episodes = collect_episodes(
+            vec_env, task.make_expert(None, num_envs=1), task.first("validation", 3), task.name,
+            task.episode_steps, progress=False, meta=task.episode_meta(),
+            quality_names=task.quality_metric_names,
+        )
+    finally:
+        vec_env.close()
+    assert all(e.meta["success_at_end"] for e in episodes)
+    assert [e.success for e in episodes] == [e.meta["metrics"]["success"] for e in episodes]

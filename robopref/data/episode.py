@@ -134,7 +134,12 @@ class Episode:
 
     @property
     def success(self) -> bool:
-        """True when the task was solved at any step (Meta-World convention)."""
+        """Whether the episode succeeded: by its last step's flag when its task judges the
+        state at the end (``meta["success_at_end"]``, Peel-v0, whose flag says "success so
+        far" and is lost again by a later gouge or force peak), else at any step (the
+        Meta-World convention)."""
+        if self.meta.get("success_at_end"):
+            return bool(len(self.successes) and self.successes[-1])
         return bool(self.successes.any())
 
     def metric_columns(self, names) -> np.ndarray:
