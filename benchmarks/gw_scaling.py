@@ -7,6 +7,7 @@ of the source. Prints seconds, peak MiB and the fitted exponent of time ~ n^k pe
 no thresholds are asserted. A ``torch`` row on ``--device cuda`` runs on a GPU when present.
 
     .venv/bin/python benchmarks/gw_scaling.py [--sizes 100 1000 10000] [--solvers anchors]
+        [--sinkhorn-iter 200]
 
 ``exact`` and ``entropic`` stop at ``--max-dense`` (2,000: their n x n matrices); the
 scaling path ``anchors`` (k-means cells + entropic GW between cells) runs to 10,000. Label
@@ -31,10 +32,11 @@ torch.set_num_threads(1)
 from robopref.preferences.transfer import GWConfig, solve_plan
 from robopref.preferences.transfer.representations import euclidean_costs, normalised
 solver, backend, device, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+sinkhorn_iter = int(sys.argv[5])
 rng = np.random.default_rng(0)
 xs = rng.normal(size=(n, 16)).astype(np.float32)
 xt = (xs @ rng.normal(size=(16, 16)) + 0.1 * rng.normal(size=(n, 16))).astype(np.float32)
-config = GWConfig(solver=solver, backend=backend, device=device)
+config = GWConfig(solver=solver, backend=backend, device=device, sinkhorn_iter=sinkhorn_iter)
 solve_plan(normalised(euclidean_costs(xs[:50]), "s"), normalised(euclidean_costs(xt[:50]), "t"),
            config, source_features=xs[:50], target_features=xt[:50])  # imports, warm-up
 started = time.perf_counter()
@@ -50,11 +52,12 @@ print(json.dumps({"seconds": seconds, "peak_mib": peak,
 """
 
 
-def run_one(solver: str, backend: str, device: str, n: int, timeout: float) -> dict | None:
+def run_one(solver: str, backend: str, device: str, n: int, timeout: float,
+            sinkhorn_iter: int) -> dict | None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     try:
         out = subprocess.run(
-            [sys.executable, "-c", ONE, solver, backend, device, str(n)],
+            [sys.executable, "-c", ONE, solver, backend, device, str(n), str(sinkhorn_iter)],
             capture_output=True, text=True, timeout=timeout, env=env, check=True,
         )
     except subprocess.TimeoutExpired:
@@ -75,8 +78,12 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["numpy", "torch"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--sinkhorn-iter", type=int, default=50,
+                        help="Sinkhorn iterations per entropic step (GWConfig's default 50; "
+                             "robopref transfer's configs/transfer.yaml uses 200)")
     args = parser.parse_args()
 
+    print(f"Sinkhorn iterations per entropic step: {args.sinkhorn_iter}")
     print(f"{'solver':10s} {'backend':7s} {'n':>6s} {'seconds':>9s} {'peak MiB':>9s}")
     for solver in args.solvers:
         for backend in args.backends:
@@ -84,7 +91,7 @@ def main() -> None:
             for n in args.sizes:
                 if solver not in ("lowrank", "anchors") and n > args.max_dense:
                     continue
-                result = run_one(solver, backend, args.device, n, args.timeout)
+                result = run_one(solver, backend, args.device, n, args.timeout, args.sinkhorn_iter)
                 note = result.get("note", "")
                 print(f"{solver:10s} {backend:7s} {n:6d} {result['seconds']:9.2f} "
                       f"{result['peak_mib']:9.0f} {note}", flush=True)
