@@ -244,7 +244,9 @@ def refinement_rows(runs: list[dict]) -> list[str]:
         f"Loop per run: {loop['rounds']} rounds x {loop['rollouts_per_round']} rollouts, "
         f"{loop['queries_per_round']} queries per round, {loop['num_demos']} demos; test split "
         f"of the target ({refined[0]['refinement']['oracle']['test_episodes']} episodes per "
-        "policy).",
+        "policy). Runs: `robopref transfer source=S target=T seed=K refinement.enabled=true "
+        "'~labels.variants' labels.reward_seeds=1 labels.few_shot_labels=0` (their label "
+        "columns are not used: those come from the label-only runs above).",
         "",
         "| source -> target | seed | transfer | BC | refined, oracle labels | refined, "
         "transferred only | recovered |",
