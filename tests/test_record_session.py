@@ -61,6 +61,19 @@ def test_the_background_writer_saves_in_its_own_process_one_episode_at_a_time(tm
         BackgroundEpisodeWriter(tmp_path / "ds", REPO, 10, FEATURES)
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs to leave one free")
+def test_the_writer_runs_idle_and_leaves_a_cpu_to_the_control_loop(tmp_path):
+    writer = BackgroundEpisodeWriter(tmp_path / "ds", REPO, 10, FEATURES)
+    try:
+        ours = os.sched_getaffinity(0)
+        # The encoder's threads inherit both, so neither can take the loop's CPU.
+        assert os.sched_getaffinity(writer.pid) == ours - {min(ours)}
+        assert os.sched_getscheduler(writer.pid) == os.SCHED_IDLE
+        assert os.sched_getaffinity(0) == ours  # the recorder itself is left as it was
+    finally:
+        writer.close()
+
+
 def test_a_failed_save_is_reported_on_one_line_and_nothing_after_it_is_written(tmp_path):
     writer = BackgroundEpisodeWriter(tmp_path / "ds", REPO, 10, FEATURES, max_pending=2)
     writer.submit(frames(3), "t", {"i": 0})
