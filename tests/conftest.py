@@ -116,3 +116,13 @@ def robopref_in_process(*args: str, capsys) -> str:
     finally:
         sys.argv = argv
     return capsys.readouterr().out
+
+
+def without_wall_times(value):
+    """``value`` (nested dicts and lists) without its ``wall_time_s`` entries: what two runs
+    of the same seed must agree on."""
+    if isinstance(value, dict):
+        return {k: without_wall_times(v) for k, v in value.items() if k != "wall_time_s"}
+    if isinstance(value, list):
+        return [without_wall_times(v) for v in value]
+    return value

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import robopref_in_process
+from conftest import robopref_in_process, without_wall_times
 
 from robopref.loop.arm_rollouts import FAULT_EVENTS
 
@@ -298,14 +298,6 @@ def durable_episodes(folder: Path) -> int:
         return len(json.loads((folder / "robopref.json").read_text())["episodes"])
     except (OSError, json.JSONDecodeError, KeyError):
         return 0
-
-
-def without_wall_times(value):
-    if isinstance(value, dict):
-        return {k: without_wall_times(v) for k, v in value.items() if k != "wall_time_s"}
-    if isinstance(value, list):
-        return [without_wall_times(v) for v in value]
-    return value
 
 
 @pytest.mark.slow  # ~3.5 min on 2 cores: four process starts, each importing torch/lerobot

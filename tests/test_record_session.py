@@ -42,6 +42,17 @@ def frames(length: int) -> dict:
     }
 
 
+def python_script(script: str, *args) -> subprocess.CompletedProcess:
+    """Run ``script`` in a fresh interpreter (``python -c``), as a recorder's own process."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 def test_the_background_writer_saves_in_its_own_process_one_episode_at_a_time(tmp_path):
     durable = []
     writer = BackgroundEpisodeWriter(tmp_path / "ds", REPO, 10, FEATURES, on_durable=durable.append)
@@ -120,14 +131,7 @@ def test_the_writer_process_dies_with_the_recorder(tmp_path):
         os.kill(os.getpid(), signal.SIGKILL)
         """
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "ds")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = python_script(script, tmp_path / "ds")
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
     child = int(result.stdout.split()[0])
     for _ in range(300):  # the kernel kills it at once; this only waits for that
@@ -297,12 +301,5 @@ def test_lerobot_is_loaded_when_the_writer_opens_not_at_the_first_save(tmp_path)
         assert heavy in sys.modules and "av" in sys.modules
         """
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "ds")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = python_script(script, tmp_path / "ds")
     assert result.returncode == 0, result.stderr[-2000:]

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import without_wall_times
 
 STEPS = ("rollout", "select", "label", "reward", "refine", "evaluate")
 PAUSE_S = 0.6
@@ -69,14 +70,6 @@ def kill_inside(proc: subprocess.Popen, run: Path, step: str, rng: random.Random
     proc.wait()
     after = state(run)
     assert step not in after["completed"] and after["current"] == step, step
-
-
-def without_wall_times(value):
-    if isinstance(value, dict):
-        return {k: without_wall_times(v) for k, v in value.items() if k != "wall_time_s"}
-    if isinstance(value, list):
-        return [without_wall_times(v) for v in value]
-    return value
 
 
 def counts(run: Path) -> dict:

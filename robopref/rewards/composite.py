@@ -52,7 +52,7 @@ from robopref.data import (
 )
 from robopref.errors import ConfigError
 from robopref.rewards.checkpointed import CheckpointedReward
-from robopref.rewards.ensemble import StackedMLP, _member
+from robopref.rewards.ensemble import StackedMLP, members
 from robopref.training import Trainer
 
 # Peel-v0's quality metrics per step (robopref.envs.peel.STEP_METRIC_NAMES): skin removed
@@ -143,15 +143,10 @@ class CompositeReward(CheckpointedReward):
     def __init__(self, obs_dim: int, act_dim: int, config: CompositeRewardConfig,
                  trainer: Trainer):
         super().__init__()
-        self.obs_dim, self.act_dim, self.config, self.trainer = obs_dim, act_dim, config, trainer
+        in_dim = self._init_inputs(obs_dim, act_dim, config, trainer)
         self.metric_names = tuple(dict.fromkeys(t["metric"] for t in config.terms))
         self.component_names = [t["metric"] for t in config.terms] + [LEARNED]
-        in_dim = obs_dim + (act_dim if config.use_actions else 0)
-        gen_state = torch.random.get_rng_state()
-        torch.manual_seed(config.seed)
-        members = [_member(in_dim, list(config.hidden_sizes)) for _ in range(config.members)]
-        torch.random.set_rng_state(gen_state)
-        self.stack = StackedMLP(members)
+        self.stack = StackedMLP(members(in_dim, config))
         column = [self.metric_names.index(t["metric"]) for t in config.terms]
         self.register_buffer("term_column", torch.tensor(column, dtype=torch.long))
         self.register_buffer("term_low", torch.tensor([t["low"] for t in config.terms]))
@@ -161,9 +156,6 @@ class CompositeReward(CheckpointedReward):
             torch.tensor([_inverse_softplus(w) for w in start]),
             requires_grad=config.learn_weights,
         )
-        self.register_buffer("in_mean", torch.zeros(in_dim))
-        self.register_buffer("in_std", torch.ones(in_dim))
-        self.register_buffer("normalizer_set", torch.tensor(False))
 
     @property
     def num_members(self) -> int:
@@ -188,8 +180,7 @@ class CompositeReward(CheckpointedReward):
             phi = ((values - self.term_low) / (self.term_high - self.term_low)).clamp(0.0, 1.0)
         else:
             phi = obs.new_zeros((*lead, 0))
-        x = torch.cat([obs, act], -1) if self.config.use_actions else obs
-        x = (x - self.in_mean) / self.in_std
+        x = self._inputs(obs, act)
         g = torch.tanh(self.stack(x.reshape(-1, x.shape[-1]))).reshape(self.num_members, *lead)
         return phi, g
 
@@ -241,15 +232,6 @@ class CompositeReward(CheckpointedReward):
                 "target": np.array([s.score / SCORE_MAX for s in scores], np.float32),
                 "weight": np.array([s.weight for s in scores], np.float32)}
 
-    def _set_normalizer(self, obs: np.ndarray, act: np.ndarray) -> None:
-        parts = [obs.reshape(-1, obs.shape[-1])]
-        if self.config.use_actions:
-            parts.append(act.reshape(-1, act.shape[-1]))
-        flat = np.concatenate(parts, -1)
-        self.in_mean.copy_(torch.as_tensor(flat.mean(0)))
-        self.in_std.copy_(torch.as_tensor(flat.std(0)).clamp_min(1e-3))
-        self.normalizer_set.fill_(True)
-
     def fit(self, preferences: list[Preference], episodes,
             scores: list[Score] | None = None) -> dict[str, float]:
         pool = as_pool(episodes)
@@ -259,9 +241,8 @@ class CompositeReward(CheckpointedReward):
             raise ValueError("the composite reward needs preferences or episode scores to fit")
         pairs = self._pair_data(preferences, pool) if preferences else None
         scored = self._score_data(scores, pool) if scores else None
-        if not bool(self.normalizer_set):
-            first = pairs or scored
-            self._set_normalizer(first["obs"], first["act"])
+        first = pairs or scored
+        self.set_input_normalizer(first["obs"], first["act"])
         device = self.trainer.device
         data = {}
         tensors = {}

@@ -28,7 +28,7 @@ from robopref.data import (
     segment_pair_arrays,
 )
 from robopref.errors import ConfigError
-from robopref.rewards.checkpointed import CheckpointedReward
+from robopref.rewards.checkpointed import CheckpointedReward, seeded_init
 from robopref.training import Trainer
 
 
@@ -66,6 +66,13 @@ def _member(in_dim: int, hidden: list[int]) -> nn.Sequential:
         in_dim = width
     layers.append(nn.Linear(in_dim, 1))
     return nn.Sequential(*layers)
+
+
+def members(in_dim: int, config) -> list[nn.Sequential]:
+    """``config.members`` MLPs of ``config.hidden_sizes``, their weights drawn from
+    ``config.seed``."""
+    with seeded_init(config.seed):
+        return [_member(in_dim, list(config.hidden_sizes)) for _ in range(config.members)]
 
 
 class StackedMLP(nn.Module):
@@ -129,15 +136,7 @@ def preference_data(
         raise ValueError("every preference has weight 0: nothing to fit")
     pairs = [(p.first, p.second) for p in preferences]
     obs, act = segment_pair_arrays(pairs, as_pool(episodes))
-    if not bool(model.normalizer_set):
-        flat = np.concatenate(
-            [obs.reshape(-1, obs.shape[-1])]
-            + ([act.reshape(-1, act.shape[-1])] if model.config.use_actions else []),
-            axis=-1,
-        )
-        model.in_mean.copy_(torch.as_tensor(flat.mean(0)))
-        model.in_std.copy_(torch.as_tensor(flat.std(0)).clamp_min(1e-3))
-        model.normalizer_set.fill_(True)
+    model.set_input_normalizer(obs, act)
     return {
         "obs": torch.as_tensor(obs),
         "act": torch.as_tensor(act),
@@ -157,24 +156,12 @@ class BTEnsemble(CheckpointedReward):
 
     def __init__(self, obs_dim: int, act_dim: int, config: EnsembleConfig, trainer: Trainer):
         super().__init__()
-        self.obs_dim, self.act_dim, self.config, self.trainer = obs_dim, act_dim, config, trainer
-        in_dim = obs_dim + (act_dim if config.use_actions else 0)
-        gen_state = torch.random.get_rng_state()
-        torch.manual_seed(config.seed)
-        members = [_member(in_dim, list(config.hidden_sizes)) for _ in range(config.members)]
-        torch.random.set_rng_state(gen_state)
-        self.stack = StackedMLP(members)
-        self.register_buffer("in_mean", torch.zeros(in_dim))
-        self.register_buffer("in_std", torch.ones(in_dim))
-        self.register_buffer("normalizer_set", torch.tensor(False))
+        in_dim = self._init_inputs(obs_dim, act_dim, config, trainer)
+        self.stack = StackedMLP(members(in_dim, config))
 
     @property
     def num_members(self) -> int:
         return self.config.members
-
-    def _inputs(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([obs, act], -1) if self.config.use_actions else obs
-        return (x - self.in_mean) / self.in_std
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """``obs (..., obs_dim)``, ``act (..., act_dim)`` -> member rewards ``(M, ...)``."""

@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 from robopref.data import Preference
 from robopref.errors import ConfigError
-from robopref.rewards.checkpointed import CheckpointedReward
+from robopref.rewards.checkpointed import CheckpointedReward, seeded_init
 from robopref.rewards.ensemble import _member, preference_data
 from robopref.training import Trainer
 
@@ -111,27 +111,17 @@ class GaussianReward(CheckpointedReward):
 
     def __init__(self, obs_dim: int, act_dim: int, config: GaussianRewardConfig, trainer: Trainer):
         super().__init__()
-        self.obs_dim, self.act_dim, self.config, self.trainer = obs_dim, act_dim, config, trainer
-        in_dim = obs_dim + (act_dim if config.use_actions else 0)
+        in_dim = self._init_inputs(obs_dim, act_dim, config, trainer)
         hidden = list(config.hidden_sizes)
-        gen_state = torch.random.get_rng_state()
-        torch.manual_seed(config.seed)
-        self.trunk = _member(in_dim, hidden)[:-1]
-        self.mean_head = nn.Linear(hidden[-1], 1)
-        self.log_var_head = nn.Linear(hidden[-1], 1)
-        torch.random.set_rng_state(gen_state)
+        with seeded_init(config.seed):
+            self.trunk = _member(in_dim, hidden)[:-1]
+            self.mean_head = nn.Linear(hidden[-1], 1)
+            self.log_var_head = nn.Linear(hidden[-1], 1)
         with torch.no_grad():  # start at sigma = sigma_prior everywhere
             self.log_var_head.weight.zero_()
             self.log_var_head.bias.fill_(2 * math.log(config.sigma_prior))
-        self.register_buffer("in_mean", torch.zeros(in_dim))
-        self.register_buffer("in_std", torch.ones(in_dim))
-        self.register_buffer("normalizer_set", torch.tensor(False))
         self.register_buffer("noise_step", torch.tensor(0, dtype=torch.int64))
         self._generators: dict[torch.device, torch.Generator] = {}
-
-    def _inputs(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([obs, act], -1) if self.config.use_actions else obs
-        return (x - self.in_mean) / self.in_std
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``obs (..., obs_dim)``, ``act (..., act_dim)`` -> ``mu (...)``, ``log sigma (...)``."""
