@@ -31,7 +31,9 @@ BEGIN, END = "<!-- results:demo -->", "<!-- /results:demo -->"
 EXPERIMENTS = {
     "default": (
         "`make demo` config (push-v3, 25 noisy demos, 5 rounds x 60 rollouts, 500 oracle labels, "
-        "`rwr` from the latest policy, final = weight average of rounds 3-5)",
+        "`rwr` from the latest policy, final = weight average of rounds 3-5; 48,750 learning "
+        "env steps per run: 25 demos and 5 x 60 rollouts of 150 steps, as these runs predate "
+        "the step count in metrics.json)",
         "Settings were chosen on seeds 0-2 (and looked at on 3-4) with the 50 goal variations "
         "of goal set 0 (today's train split); the seeds below (5-9) and the test split (goal "
         "sets 2 and 3, 100 variations) were never used to choose anything.",
@@ -49,7 +51,7 @@ KEEP = (
     "task", "seed", "config_name", "status", "test_success_rate", "test_ci95",
     "bc_test_success_rate", "bc_test_ci95", "test_improvement", "test_episodes",
     "bc_success_rate", "refined_success_rate", "final_policy", "reward_accuracy", "queries",
-    "labels", "wall_time_s", "rounds", "loop_config",
+    "labels", "wall_time_s", "rounds", "loop_config", "env_steps",
 )
 
 
@@ -61,9 +63,45 @@ def collect(experiment: str, folders: list[str]) -> None:
             print(f"skipping unfinished run {summary.get('task')} seed {summary.get('seed')}")
             continue
         path = out / f"{summary['task']}_seed{summary['seed']}.json"
+        if summary.get("env_steps") is None:
+            summary["env_steps"] = counted_learning_steps(summary, folders)
         kept = {k: summary.get(k) for k in KEEP}
         path.write_text(json.dumps(kept, indent=1) + "\n")
         print(f"wrote {path.relative_to(ROOT)}")
+
+
+def counted_learning_steps(summary: dict, folders: list[str]) -> dict | None:
+    """For a run from before metrics.json counted env steps: its learning steps counted
+    from its saved datasets (demos and each round's rollouts) plus a refiner's own episodes
+    (``env_steps`` in the rounds' refine metrics); evaluation steps are not known."""
+    from robopref.data import load_episodes
+
+    for folder in map(Path, folders):
+        for file in [folder] if folder.is_file() else folder.rglob("metrics.json"):
+            run = file if file.is_dir() else file.parent
+            if json.loads((run / "metrics.json").read_text()).get("seed") != summary["seed"]:
+                continue
+            datasets = json.loads((run / "datasets.json").read_text()).values()
+            demos = exploration = 0
+            for name in datasets:
+                steps = sum(len(e) for e in load_episodes(run / name))
+                if name.endswith("demos"):
+                    demos += steps
+                else:
+                    exploration += steps
+            refiner = sum(
+                int(r.get("extra", {}).get("refine", {}).get("env_steps", 0))
+                for r in summary.get("rounds", [])
+            )
+            learning = demos + exploration + refiner
+            return {"demos": demos, "exploration": exploration, "refiner": refiner,
+                    "evaluation": None, "learning": learning, "total": None}
+    return None
+
+
+def _learning_steps(summary: dict) -> str:
+    steps = (summary.get("env_steps") or {}).get("learning")
+    return "-" if steps is None else f"{steps:,}"
 
 
 def _ci(pair) -> str:
@@ -75,8 +113,8 @@ def render_experiment(name: str, summaries: list[dict]) -> list[str]:
     lines = [f"### {name}: {what}", "", chosen, ""]
     lines += [
         "| task | seed | BC, test | 95% CI | refined, test | 95% CI | gain | BC, train | "
-        "refined, train | reward acc | labels | wall time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "refined, train | reward acc | labels | env steps (learning) | wall time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in sorted(summaries, key=lambda s: (s["task"], s["seed"])):
         lines.append(
@@ -84,7 +122,7 @@ def render_experiment(name: str, summaries: list[dict]) -> list[str]:
             f"{_ci(s['bc_test_ci95'])} | {s['test_success_rate']:.2f} | {_ci(s['test_ci95'])} | "
             f"{s['test_improvement']:+.2f} | {s['bc_success_rate']:.2f} | "
             f"{s['refined_success_rate']:.2f} | {s['reward_accuracy']:.3f} | {s['labels']} | "
-            f"{s['wall_time_s'] / 60:.1f} min |"
+            f"{_learning_steps(s)} | {s['wall_time_s'] / 60:.1f} min |"
         )
     for task in sorted({s["task"] for s in summaries}):
         group = [s for s in summaries if s["task"] == task]

@@ -261,6 +261,12 @@ def test_the_demo_builds_ppo_on_a_residual_with_the_task_and_its_vector_env(tmp_
     assert metrics["status"] == "finished"
     refine = metrics["rounds"][-1]["extra"]["refine"]
     assert refine["env_steps"] == 2 * 10 and refine["iterations"] == 1
+    # Every env step of the run, by use (10-step episodes): 2 demos; 2 rounds x 2 rollouts;
+    # PPO's own 2 x 2 episodes; evaluation: 3 rounds x 1, the averaged policy's 1, test 2 x 1.
+    assert metrics["env_steps"] == {
+        "demos": 20, "exploration": 40, "refiner": 40, "evaluation": 60,
+        "learning": 100, "total": 160,
+    }
     for name in ("policy_round1", "policy_round2", "policy_selected"):
         meta = json.loads((run / "checkpoints" / name / "config.json").read_text())
         assert meta["kind"] == "residual" and meta["base"] == "policy_bc", name

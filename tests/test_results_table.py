@@ -99,3 +99,29 @@ def test_a_run_with_other_settings_is_named_with_its_reason(tmp_path, monkeypatc
     lines = script.deviations([run(0, 100), run(1, 100), run(2, 300)])
     assert lines == ["- a -> b seed 2: transfer.gw.max_iter=300 (did not converge)"]
     assert script.deviations([run(0, 100), run(1, 100)]) == []
+
+
+def test_collect_counts_the_learning_steps_of_a_run_from_before_they_were_logged(
+    tmp_path, monkeypatch
+):
+    import json
+
+    from conftest import make_episodes
+
+    from robopref.data import save_episodes
+
+    script = load_script()
+    monkeypatch.setattr(script, "RUNS", tmp_path / "summaries")
+    monkeypatch.setattr(script, "ROOT", tmp_path)
+    run = tmp_path / "runs" / "old"
+    save_episodes(make_episodes(2, T=7, seed=0), run / "datasets" / "demos", fps=10)
+    save_episodes(make_episodes(3, T=5, seed=1), run / "datasets" / "rollouts_round1", fps=10)
+    (run / "datasets.json").write_text(json.dumps(
+        {"a": "datasets/demos", "b": "datasets/rollouts_round1"}))
+    rounds = [{"extra": {}}, {"extra": {"refine": {"env_steps": 40.0}}}]
+    (run / "metrics.json").write_text(json.dumps(
+        {"status": "finished", "task": "t", "seed": 3, "rounds": rounds}))
+    script.collect("old", [str(tmp_path / "runs")])
+    kept = json.loads((tmp_path / "summaries" / "old" / "t_seed3.json").read_text())
+    assert kept["env_steps"] == {"demos": 14, "exploration": 15, "refiner": 40,
+                                 "evaluation": None, "learning": 69, "total": None}

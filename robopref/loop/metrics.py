@@ -54,6 +54,21 @@ def run_summary(
         "rounds": [asdict(r) for r in history],
         "loop_config": asdict(config),
     }
+    summary["env_steps"] = env_steps(history, final)
     if summary["refined_success_rate"] is not None and bc is not None:
         summary["improvement"] = summary["refined_success_rate"] - bc.success_rate
     return summary
+
+
+def env_steps(history: list, final: dict | None) -> dict:
+    """Environment steps of the run so far, by use: ``learning`` (demos, exploration
+    rollouts, a refiner's own episodes), and ``evaluation`` (every episode only measured:
+    per-round, validation and test); each part's total as well."""
+    parts = {"demos": 0, "exploration": 0, "refiner": 0, "evaluation": 0}
+    for record in [r.extra.get("env_steps", {}) for r in history] + [
+        (final or {}).get("env_steps", {})
+    ]:
+        for key, value in record.items():
+            parts[key] = parts.get(key, 0) + int(value)
+    learning = parts["demos"] + parts["exploration"] + parts["refiner"]
+    return {**parts, "learning": learning, "total": learning + parts["evaluation"]}

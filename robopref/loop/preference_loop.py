@@ -61,6 +61,11 @@ from robopref.training import Trainer
 STEPS = ("rollout", "select", "label", "reward", "refine", "evaluate")
 
 
+def steps_in(episodes) -> int:
+    """Environment steps taken by ``episodes`` (their total length)."""
+    return int(sum(len(e) for e in episodes))
+
+
 @dataclass
 class RoundResult:
     round: int
@@ -297,9 +302,18 @@ class PreferenceLoop(ResumableSteps):
                 heldout, cfg.segment_length, cfg.heldout_pairs, self._rng(f"round{k}/heldout")
             )
             accuracy = preference_accuracy(self.reward_model, pairs, heldout)
+        validation_steps = 0
         if self.validation_env is not None and cfg.validation_episodes:
             self.validation.append(self._validate(policy))
+            validation_steps = steps_in(self.validation[-1])
         extra = {"reward": reward_metrics, "refine": self._refine_metrics} if k > 0 else {}
+        extra["env_steps"] = {
+            "demos": steps_in(self._demo_episodes) if k == 0 else 0,
+            "exploration": steps_in(rollouts),
+            # A refiner that collects its own episodes (ppo) reports how many steps they took.
+            "refiner": int(self._refine_metrics.get("env_steps", 0)) if k > 0 else 0,
+            "evaluation": steps_in(evaluation) + validation_steps,
+        }
         quality = quality_summary(evaluation)
         if quality:  # the task's quality metrics on the evaluation episodes, 95% intervals
             extra = {**extra, "quality": quality, "eval_split": cfg.eval_split,
@@ -323,14 +337,16 @@ class PreferenceLoop(ResumableSteps):
         cfg = self.config
         selected, scores = None, []
         checkpoints = self.store.path("checkpoints")
+        evaluation_steps = 0
         if cfg.average_last and self.round_policies:
             members = self.round_policies[-cfg.average_last :]
             first = len(self.round_policies) - len(members) + 1
             final_policy = average_policies(members)
             name = f"average of rounds {first}-{len(self.round_policies)}"
-            train_rate = success_rate(
-                self._collect(final_policy, self.task.first("train", cfg.eval_episodes), "eval")
+            train_episodes = self._collect(
+                final_policy, self.task.first("train", cfg.eval_episodes), "eval"
             )
+            train_rate, evaluation_steps = success_rate(train_episodes), steps_in(train_episodes)
         else:
             if self.validation:
                 selected, scores = select_by_learned_return(self.validation, self.reward_model)
@@ -347,12 +363,14 @@ class PreferenceLoop(ResumableSteps):
             for key, policy in (("bc", base), ("final", final_policy)):
                 episodes = self._collect(policy, variations, f"test {key}")
                 test[key] = rate_summary([e.success for e in episodes])
+                evaluation_steps += steps_in(episodes)
         return {
             "final_policy": name,
             "selected_round": selected,
             "validation_learned_returns": scores,
             "final_train_success_rate": train_rate,
             "test": test,
+            "env_steps": {"evaluation": evaluation_steps},
         }
 
     # -- bookkeeping ---------------------------------------------------------------------
