@@ -92,12 +92,25 @@ class Task(ABC):
             raise ConfigError(f"unknown split '{split}': choose one of {', '.join(SPLITS)}")
 
     def draw(
-        self, split: str, count: int, rng: np.random.Generator, per_variation: int = 1
+        self,
+        split: str,
+        count: int,
+        rng: np.random.Generator,
+        per_variation: int = 1,
+        within: int | None = None,
     ) -> list:
         """``count`` variations of ``split`` drawn uniformly with replacement, each repeated
-        ``per_variation`` times in a row (episodes that share a start)."""
+        ``per_variation`` times in a row (episodes that share a start); ``within``: from its
+        first ``within`` variations only."""
         self.check_split(split)
         pool = self.variations(split)
+        if within is not None:
+            if not 0 < within <= len(pool):
+                raise ConfigError(
+                    f"{within} variations asked of the {len(pool)} in the {split} split: "
+                    f"give a number from 1 to {len(pool)}"
+                )
+            pool = pool[:within]
         drawn = [pool[int(i)] for i in rng.integers(0, len(pool), size=-(-count // per_variation))]
         return [v for v in drawn for _ in range(per_variation)][:count]
 

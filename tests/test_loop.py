@@ -49,7 +49,8 @@ def test_selection_ties_go_to_the_earliest_candidate():
     [{"rounds": 0}, {"segment_length": 0}, {"exploration_std": -0.1},
      {"validation_episodes": -1}, {"refine_from": "sideways"},
      {"exploration_correlation": 1.0}, {"exploration_correlation": -0.5},
-     {"average_last": -1}, {"average_last": 2, "validation_episodes": 5}],
+     {"average_last": -1}, {"average_last": 2, "validation_episodes": 5},
+     {"demo_variations": -1}],
 )
 def test_loop_config_validation(kwargs):
     with pytest.raises(ConfigError):
@@ -66,6 +67,22 @@ def test_draws_come_in_groups_sharing_a_variation(per_goal):
     assert len(draws) == 10 and all(d in task.variations("train") for d in draws)
     groups = [draws[i : i + per_goal] for i in range(0, 10, per_goal)]
     assert all(all(v == group[0] for v in group) for group in groups)
+
+
+def test_demos_can_come_from_the_first_train_variations_and_exploration_from_all():
+    from robopref.envs.metaworld import MetaWorldConfig
+    from robopref.envs.metaworld_task import MetaWorldTask
+
+    wide = MetaWorldTask(MetaWorldConfig(train_goal_sets=[0, 4]))
+    narrow = MetaWorldTask(MetaWorldConfig())
+    demos = wide.draw("train", 25, np.random.default_rng(7), within=50)
+    # The demos of the narrow split's seed, exactly: widening exploration leaves BC as it was.
+    assert demos == narrow.draw("train", 25, np.random.default_rng(7))
+    assert all(goal_set == 0 for goal_set, _ in demos)
+    rollouts = wide.draw("train", 200, np.random.default_rng(8))
+    assert {goal_set for goal_set, _ in rollouts} == {0, 4}
+    with pytest.raises(ConfigError, match="101 variations asked of the 100"):
+        wide.draw("train", 5, np.random.default_rng(0), within=101)
 
 
 def test_loop_config_rejects_zero_rollouts_per_goal():

@@ -16,6 +16,10 @@ class LoopConfig:
     Attributes:
         rounds: refinement rounds K.
         num_demos: scripted-expert demonstrations for behaviour cloning (train split).
+        demo_variations: the demos come from the train split's first ``demo_variations``
+            variations only (0: the whole split), so exploration can cover more scenes than
+            the costly demonstrations (``env.train_goal_sets=[0,4,5,6]
+            loop.demo_variations=50``: demos on goal set 0, rollouts on all four).
         rollouts_per_round: exploration episodes collected each round (train split).
         rollouts_per_goal: exploration episodes started from each drawn variation, so a
             refiner can compare episodes that share a start (``rwr`` with ``baseline=goal``).
@@ -55,6 +59,7 @@ class LoopConfig:
 
     rounds: int = 4
     num_demos: int = 25
+    demo_variations: int = 0
     rollouts_per_round: int = 40
     rollouts_per_goal: int = 1
     exploration_std: float = 0.3
@@ -89,7 +94,7 @@ class LoopConfig:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"loop.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("num_demos", "test_episodes", "scores_per_round"):
+        for name in ("num_demos", "demo_variations", "test_episodes", "scores_per_round"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"loop.{name} must be >= 0, got {getattr(self, name)}")
         if self.eval_split not in ("train", "validation", "test"):

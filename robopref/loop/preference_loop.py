@@ -202,7 +202,10 @@ class PreferenceLoop(ResumableSteps):
         if self.demos is not None:
             self._save_dataset(self.demos, "demos")
         else:
-            variations = self.task.draw("train", self.config.num_demos, self._rng("demos"))
+            variations = self.task.draw(
+                "train", self.config.num_demos, self._rng("demos"),
+                within=self.config.demo_variations or None,
+            )
             self._record(self.expert, variations, "demos")
         return {"dataset": "datasets/demos"}
 
