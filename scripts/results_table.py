@@ -63,40 +63,9 @@ def collect(experiment: str, folders: list[str]) -> None:
             print(f"skipping unfinished run {summary.get('task')} seed {summary.get('seed')}")
             continue
         path = out / f"{summary['task']}_seed{summary['seed']}.json"
-        if summary.get("env_steps") is None:
-            summary["env_steps"] = counted_learning_steps(summary, folders)
         kept = {k: summary.get(k) for k in KEEP}
         path.write_text(json.dumps(kept, indent=1) + "\n")
         print(f"wrote {path.relative_to(ROOT)}")
-
-
-def counted_learning_steps(summary: dict, folders: list[str]) -> dict | None:
-    """For a run from before metrics.json counted env steps: its learning steps counted
-    from its saved datasets (demos and each round's rollouts) plus a refiner's own episodes
-    (``env_steps`` in the rounds' refine metrics); evaluation steps are not known."""
-    from robopref.data import load_episodes
-
-    for folder in map(Path, folders):
-        for file in [folder] if folder.is_file() else folder.rglob("metrics.json"):
-            run = file if file.is_dir() else file.parent
-            if json.loads((run / "metrics.json").read_text()).get("seed") != summary["seed"]:
-                continue
-            datasets = json.loads((run / "datasets.json").read_text()).values()
-            demos = exploration = 0
-            for name in datasets:
-                steps = sum(len(e) for e in load_episodes(run / name))
-                if name.endswith("demos"):
-                    demos += steps
-                else:
-                    exploration += steps
-            refiner = sum(
-                int(r.get("extra", {}).get("refine", {}).get("env_steps", 0))
-                for r in summary.get("rounds", [])
-            )
-            learning = demos + exploration + refiner
-            return {"demos": demos, "exploration": exploration, "refiner": refiner,
-                    "evaluation": None, "learning": learning, "total": None}
-    return None
 
 
 def _learning_steps(summary: dict) -> str:

@@ -101,27 +101,13 @@ def test_a_run_with_other_settings_is_named_with_its_reason(tmp_path, monkeypatc
     assert script.deviations([run(0, 100), run(1, 100)]) == []
 
 
-def test_collect_counts_the_learning_steps_of_a_run_from_before_they_were_logged(
-    tmp_path, monkeypatch
-):
-    import json
 
-    from conftest import make_episodes
-
-    from robopref.data import save_episodes
-
+def test_a_run_that_counted_its_env_steps_shows_its_learning_steps():
     script = load_script()
-    monkeypatch.setattr(script, "RUNS", tmp_path / "summaries")
-    monkeypatch.setattr(script, "ROOT", tmp_path)
-    run = tmp_path / "runs" / "old"
-    save_episodes(make_episodes(2, T=7, seed=0), run / "datasets" / "demos", fps=10)
-    save_episodes(make_episodes(3, T=5, seed=1), run / "datasets" / "rollouts_round1", fps=10)
-    (run / "datasets.json").write_text(json.dumps(
-        {"a": "datasets/demos", "b": "datasets/rollouts_round1"}))
-    rounds = [{"extra": {}}, {"extra": {"refine": {"env_steps": 40.0}}}]
-    (run / "metrics.json").write_text(json.dumps(
-        {"status": "finished", "task": "t", "seed": 3, "rounds": rounds}))
-    script.collect("old", [str(tmp_path / "runs")])
-    kept = json.loads((tmp_path / "summaries" / "old" / "t_seed3.json").read_text())
-    assert kept["env_steps"] == {"demos": 14, "exploration": 15, "refiner": 40,
-                                 "evaluation": None, "learning": 69, "total": None}
+    row = {"task": "t", "seed": 1, "bc_test_success_rate": 0.5, "bc_test_ci95": None,
+           "test_success_rate": 0.6, "test_ci95": None, "test_improvement": 0.1,
+           "bc_success_rate": 0.5, "refined_success_rate": 0.6, "reward_accuracy": 0.9,
+           "labels": 10, "wall_time_s": 60.0, "test_episodes": 100}
+    counted = script.render_experiment("x", [{**row, "env_steps": {"learning": 48750}}])
+    assert "| 10 | 48,750 | 1.0 min |" in "\n".join(counted)
+    assert "| 10 | - | 1.0 min |" in "\n".join(script.render_experiment("x", [row]))

@@ -97,15 +97,15 @@ def _lower_priority() -> None:
     # writer only on CPU time the recorder leaves idle, where a nice value still shares it.
     with contextlib.suppress(OSError, AttributeError):
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    _leave_a_cpu_to_the_loop()
 
 
 def _leave_a_cpu_to_the_loop() -> None:
     """Keep the writer (and the encoder threads it starts, which inherit this) off the
     lowest CPU it may use, so the control loop always finds one free. Priorities alone do
-    not hold the rate: sharing a CPU with the encoder, a 500 Hz loop on 2 cores still lost
-    10-13% of its ticks (stalls up to 12-16 ms); kept apart it missed none (measured with
-    ``benchmarks/control_loop_rate.py``). A machine with one CPU leaves it shared."""
+    not hold the rate: sharing a CPU with the encoder, a 500 Hz loop on 2 cores still missed
+    9-13% of its deadlines (stalls up to 12-16 ms); kept apart it missed at most 6 of 1,499
+    (measured with ``benchmarks/control_loop_rate.py``). A machine with one CPU leaves it
+    shared."""
     with contextlib.suppress(OSError, AttributeError):
         cpus = os.sched_getaffinity(0)
         if len(cpus) > 1:
@@ -124,6 +124,7 @@ def _serve(conn, lifeline, args: tuple) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the recorder's to handle
     _lower_priority()
+    _leave_a_cpu_to_the_loop()
     # The kernel's parent-death signal follows the fork server, which outlives the recorder
     # by a moment; the lifeline ends the child with the recorder itself.
     threading.Thread(target=_exit_when_gone, args=(lifeline,), daemon=True).start()
