@@ -14,6 +14,7 @@ from robopref.training import (
     load_checkpoint,
     load_state_dict_checked,
     save_checkpoint,
+    scheduled_lr,
     select_device,
 )
 
@@ -115,11 +116,41 @@ def test_non_finite_loss_after_some_steps_names_the_step():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"steps": -1}, {"batch_size": 0}, {"lr": 0.0}, {"lr": -1e-3}, {"grad_clip": 0.0}],
+    [
+        {"steps": -1}, {"batch_size": 0}, {"lr": 0.0}, {"lr": -1e-3}, {"grad_clip": 0.0},
+        {"lr_schedule": "linear"},
+    ],
 )
 def test_trainer_config_validation(kwargs):
     with pytest.raises(ConfigError):
         TrainerConfig(**kwargs)
+
+
+def test_cosine_schedule_decays_from_the_peak_to_zero_over_each_fit(monkeypatch):
+    cfg = config(100, lr=1e-2, lr_schedule="cosine")
+    assert scheduled_lr(cfg, 0, 100) == pytest.approx(1e-2)
+    assert scheduled_lr(cfg, 50, 100) == pytest.approx(5e-3)
+    assert scheduled_lr(cfg, 99, 100) < 1e-5
+    assert scheduled_lr(config(100, lr=1e-2), 99, 100) == 1e-2  # constant
+
+    optimizers, seen = [], []
+    real_adamw = torch.optim.AdamW
+
+    def recording_adamw(*args, **kwargs):
+        optimizers.append(real_adamw(*args, **kwargs))
+        return optimizers[-1]
+
+    def recording_loss(model, batch):
+        seen.append(optimizers[-1].param_groups[0]["lr"])
+        return mse_loss(model, batch)
+
+    monkeypatch.setattr(torch.optim, "AdamW", recording_adamw)
+    Trainer(cfg).fit(make_model(), recording_loss, make_data())
+    Trainer(cfg).fit(make_model(), recording_loss, make_data(), steps=10)
+    # Each fit restarts at the peak and ends near zero; the steps argument sets the length.
+    assert seen[0] == pytest.approx(1e-2) and seen[99] < 1e-5
+    assert seen[100] == pytest.approx(1e-2) and seen[109] < 1e-3
+    assert all(a >= b for a, b in zip(seen[:99], seen[1:100], strict=True))
 
 
 # --------------------------------------------------------------------------- resume
@@ -141,10 +172,11 @@ def test_resume_equals_uninterrupted_training_exactly(tmp_path):
     assert load_checkpoint(tmp_path / "run.pt")["step"] == 40
 
 
-def test_resume_after_a_crash_uses_the_periodic_checkpoint(tmp_path):
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resume_after_a_crash_uses_the_periodic_checkpoint(tmp_path, schedule):
     data = make_data()
     full = make_model()
-    Trainer(config(40)).fit(full, mse_loss, data)
+    Trainer(config(40, lr_schedule=schedule)).fit(full, mse_loss, data)
 
     calls = {"n": 0}
 
@@ -155,7 +187,7 @@ def test_resume_after_a_crash_uses_the_periodic_checkpoint(tmp_path):
         return mse_loss(model, batch)
 
     path = tmp_path / "ckpt.pt"
-    trainer_cfg = config(40, checkpoint_every=10)
+    trainer_cfg = config(40, checkpoint_every=10, lr_schedule=schedule)
     with pytest.raises(KeyboardInterrupt):
         Trainer(trainer_cfg, checkpoint_path=path).fit(make_model(), crashing_loss, data)
     assert load_checkpoint(path)["step"] == 20

@@ -10,7 +10,7 @@ from robopref.training.checkpoint import (
     save_checkpoint,
     save_model,
 )
-from robopref.training.trainer import Trainer, TrainerConfig, select_device
+from robopref.training.trainer import Trainer, TrainerConfig, scheduled_lr, select_device
 
 __all__ = [
     "CHECKPOINT_FORMAT_VERSION",
@@ -23,5 +23,6 @@ __all__ = [
     "read_model_config",
     "save_checkpoint",
     "save_model",
+    "scheduled_lr",
     "select_device",
 ]

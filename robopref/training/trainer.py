@@ -42,7 +42,10 @@ class TrainerConfig:
     Attributes:
         steps: gradient steps per ``fit`` call.
         batch_size: samples per step (drawn uniformly with replacement).
-        lr: Adam learning rate.
+        lr: Adam learning rate (the peak, under a schedule).
+        lr_schedule: ``"constant"``, or ``"cosine"``: decays from ``lr`` to 0 over each
+            ``fit`` call, so a fit ends at converged weights instead of wherever the last
+            noisy step of a constant rate left them.
         weight_decay: AdamW weight decay.
         grad_clip: max global gradient norm; ``None`` disables clipping.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
@@ -56,6 +59,7 @@ class TrainerConfig:
     steps: int = 1000
     batch_size: int = 256
     lr: float = 3e-4
+    lr_schedule: str = "constant"
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
     device: str = "auto"
@@ -72,8 +76,23 @@ class TrainerConfig:
             raise ConfigError("trainer log_every must be >= 1 and checkpoint_every >= 0")
         if not self.lr > 0:
             raise ConfigError(f"trainer lr must be > 0, got {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(
+                f"trainer lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got "
+                f"'{self.lr_schedule}'"
+            )
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError("trainer grad_clip must be > 0 or null")
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def scheduled_lr(config: TrainerConfig, step: int, total: int) -> float:
+    """The learning rate of step ``step`` (0-based) of a ``total``-step fit."""
+    if config.lr_schedule == "cosine" and total > 0:
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
+    return config.lr
 
 
 class Trainer:
@@ -160,6 +179,8 @@ class Trainer:
         while step < total:
             idx = torch.randint(0, n, (cfg.batch_size,), generator=generator).to(self.device)
             batch = {k: v[idx] for k, v in data.items()}
+            for group in optimizer.param_groups:
+                group["lr"] = scheduled_lr(cfg, step, total)
             with self.autocast():
                 loss, metrics = loss_fn(model, batch)
             if not torch.isfinite(loss):
