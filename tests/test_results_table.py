@@ -101,7 +101,6 @@ def test_a_run_with_other_settings_is_named_with_its_reason(tmp_path, monkeypatc
     assert script.deviations([run(0, 100), run(1, 100)]) == []
 
 
-
 def test_a_run_that_counted_its_env_steps_shows_its_learning_steps():
     script = load_script()
     row = {"task": "t", "seed": 1, "bc_test_success_rate": 0.5, "bc_test_ci95": None,
