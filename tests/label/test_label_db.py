@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from labelkit import new_store
 from sqlalchemy import create_engine, inspect
 
-from robopref.label import LabelDatabaseError, open_database
+from robopref.label import LabelDatabaseError, database, open_database
 from robopref.label.database import database_url
 from robopref.label.schema import FORMAT_VERSION, Base
 
@@ -157,3 +157,32 @@ def test_threads_opening_a_fresh_database_at_once_all_succeed(tmp_path):
     for thread in threads:
         thread.join(timeout=60)
     assert results == ["ok"] * 6
+
+
+class _CursorLockedAtFirst:
+    """A DB-API cursor whose WAL switch meets a concurrent switch ``locked_times`` times."""
+
+    def __init__(self, locked_times: int, error: str = "database is locked") -> None:
+        self.locked_times, self.error, self.calls = locked_times, error, 0
+
+    def execute(self, statement: str) -> None:
+        self.calls += 1
+        if self.calls <= self.locked_times:
+            raise sqlite3.OperationalError(self.error)
+
+
+def test_wal_switch_waits_out_a_concurrent_switch_instead_of_failing():
+    """SQLite answers a WAL switch that races another with "locked" at once, past its busy
+    handler; the connection hook retries it (the race behind a rare failure of the thread
+    test above under load)."""
+    cursor = _CursorLockedAtFirst(locked_times=3)
+    database._enable_wal(cursor)
+    assert cursor.calls == 4
+
+
+def test_wal_switch_passes_other_errors_and_a_lock_past_the_timeout(monkeypatch):
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        database._enable_wal(_CursorLockedAtFirst(locked_times=1, error="disk I/O error"))
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_S", 0.05)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        database._enable_wal(_CursorLockedAtFirst(locked_times=10**9))
