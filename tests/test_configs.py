@@ -98,3 +98,19 @@ def test_unknown_registry_name_is_rejected():
         QUERY_SELECTORS.from_group({"name": "psychic"}, "query")
     with pytest.raises(ConfigError, match="did you mean disagreement"):
         QUERY_SELECTORS.from_group({"name": "disagrement"}, "query")
+
+
+def _composed_config(name: str) -> dict:
+    with initialize_config_module("robopref.configs", version_base=None):
+        cfg = compose(name)
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+def test_rwr_anchor_is_what_each_configs_committed_results_used():
+    """The demo refines without an anchor to BC (the yaml and the library agree); transfer and
+    finetune keep 0.1, the value their committed results were measured with."""
+    from robopref.refine import RWRConfig
+
+    assert composed()["refine"]["anchor_weight"] == RWRConfig().anchor_weight == 0.0
+    assert _composed_config("transfer")["refine"]["anchor_weight"] == 0.1
+    assert _composed_config("finetune")["refine"]["anchor_weight"] == 0.1

@@ -14,9 +14,10 @@ minimises::
     sum_i w_i * ||pi(o) - a||^2  +  anchor_weight * ||pi(o) - pi_base(o)||^2
 
 i.e. it imitates its own exploration, and the demonstrations, where the learned reward says
-they went well, while an L2 anchor keeps it near the imitation policy (the trust region of
-AWR/RWR-style updates). Scoring the demos too drops the failed ones a noisy teleoperator or
-scripted expert leaves in the imitation data.
+they went well, while an optional L2 anchor keeps it near the imitation policy (the trust
+region of AWR/RWR-style updates; off by default, see ``RWRConfig.anchor_weight``). Scoring
+the demos too drops the failed ones a noisy teleoperator or scripted expert leaves in the
+imitation data.
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ class RWRConfig:
     temperature: softness of episode weights, in units of the learned-return std.
     max_weight: cap on an episode's weight before normalisation.
     demo_weight: extra factor on demonstration episodes' weights.
-    anchor_weight: weight of the L2 anchor to the base policy's mean action.
+    anchor_weight: weight of the L2 anchor to the base policy's mean action. 0 by default:
+        with cosine-decayed fits the refinement no longer needs the tether, and on push-v3
+        the refined policy's test success rose from 0.79 (0.1) to 0.84 without it (mean
+        over the README's five reported seeds).
     baseline: ``"global"`` (mean learned return of all episodes) or ``"goal"`` (mean of the
         episodes that started from the same variation, ``meta["variation"]``).
     residual: train only a residual on the frozen given policy (``ResidualPolicy``; a policy
@@ -54,7 +58,7 @@ class RWRConfig:
     temperature: float = 0.25
     max_weight: float = 20.0
     demo_weight: float = 1.0
-    anchor_weight: float = 0.1
+    anchor_weight: float = 0.0
     baseline: str = "global"
     residual: bool = False
     residual_policy: dict = field(default_factory=dict)
