@@ -27,6 +27,17 @@ TABLE = ROOT / "docs" / "results" / "demo.md"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- results:demo -->", "<!-- /results:demo -->"
 
+# Provenance shared by the push-v3 experiments: where their other settings were chosen, and
+# which seeds and goals never chose anything.
+_CHOSEN_ON = (
+    "seeds 0-2 (and looked at on 3-4) with the 50 goal variations of goal set 0 (today's train "
+    "split)"
+)
+_NEVER_USED = (
+    "seeds below (5-9) and the test split (goal sets 2 and 3, 100 variations) were never used "
+    "to choose anything."
+)
+
 # What each committed experiment is, and what was used to choose its settings.
 EXPERIMENTS = {
     "default": (
@@ -36,9 +47,7 @@ EXPERIMENTS = {
         "per run)",
         "Dropping the anchor (`refine.anchor_weight` 0.1 -> 0) was chosen on seed 100 (push-v3, "
         "the README's table of refiner settings), the cosine schedule on seed 100 and on BC "
-        "refits of seed 100's demos; the other settings on seeds 0-2 (and looked at on 3-4) with "
-        "the 50 goal variations of goal set 0 (today's train split). The seeds below (5-9) and "
-        "the test split (goal sets 2 and 3, 100 variations) were never used to choose anything.",
+        f"refits of seed 100's demos; the other settings on {_CHOSEN_ON}. The {_NEVER_USED}",
     ),
     "default_anchor01": (
         "the `make demo` config with rwr's L2 anchor to BC at 0.1 (`refine.anchor_weight=0.1`), "
@@ -46,9 +55,7 @@ EXPERIMENTS = {
         "steps per run",
         "The cosine schedule was chosen on seed 100 (push-v3 and pick-place-v3, the README's "
         "table of refiner settings) and on BC refits of seed 100's demos; the other settings on "
-        "seeds 0-2 (and looked at on 3-4) with the 50 goal variations of goal set 0 (today's "
-        "train split). The seeds below (5-9) and the test split (goal sets 2 and 3, 100 "
-        "variations) were never used to choose anything.",
+        f"{_CHOSEN_ON}. The {_NEVER_USED}",
     ),
     "default_constant_lr": (
         "the `make demo` config before BC and refinement moved to cosine decay "
@@ -56,9 +63,7 @@ EXPERIMENTS = {
         "refine.anchor_weight=0.1`); 48,750 learning "
         "env steps per run: 25 demos and 5 x 60 rollouts of 150 steps, as these runs predate "
         "the step count in metrics.json",
-        "Settings were chosen on seeds 0-2 (and looked at on 3-4) with the 50 goal variations "
-        "of goal set 0 (today's train split); the seeds below (5-9) and the test split (goal "
-        "sets 2 and 3, 100 variations) were never used to choose anything.",
+        f"Settings were chosen on {_CHOSEN_ON}; the {_NEVER_USED}",
     ),
     "peel": (
         "`robopref demo env=peel seed=5 loop.num_demos=10 loop.rounds=2 "

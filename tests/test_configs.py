@@ -31,9 +31,9 @@ REGISTRIES = {
 RECORD_GROUPS = {"hardware", "sensor", "teleop"}
 
 
-def composed(*overrides: str) -> dict:
+def composed(*overrides: str, config_name: str = "demo") -> dict:
     with initialize_config_module("robopref.configs", version_base=None):
-        cfg = compose("demo", overrides=list(overrides))
+        cfg = compose(config_name, overrides=list(overrides))
     return OmegaConf.to_container(cfg, resolve=False)
 
 
@@ -100,17 +100,11 @@ def test_unknown_registry_name_is_rejected():
         QUERY_SELECTORS.from_group({"name": "disagrement"}, "query")
 
 
-def _composed_config(name: str) -> dict:
-    with initialize_config_module("robopref.configs", version_base=None):
-        cfg = compose(name)
-    return OmegaConf.to_container(cfg, resolve=False)
-
-
 def test_rwr_anchor_is_what_each_configs_committed_results_used():
     """The demo refines without an anchor to BC (the yaml and the library agree); transfer and
     finetune keep 0.1, the value their committed results were measured with."""
     from robopref.refine import RWRConfig
 
     assert composed()["refine"]["anchor_weight"] == RWRConfig().anchor_weight == 0.0
-    assert _composed_config("transfer")["refine"]["anchor_weight"] == 0.1
-    assert _composed_config("finetune")["refine"]["anchor_weight"] == 0.1
+    assert composed(config_name="transfer")["refine"]["anchor_weight"] == 0.1
+    assert composed(config_name="finetune")["refine"]["anchor_weight"] == 0.1
