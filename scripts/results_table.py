@@ -65,6 +65,17 @@ EXPERIMENTS = {
         "the step count in metrics.json",
         f"Settings were chosen on {_CHOSEN_ON}; the {_NEVER_USED}",
     ),
+    "pick_place_200_goals": (
+        "pick-place-v3 with the `make demo` settings, exploring 200 goals: `robopref demo "
+        "env.task=pick-place-v3 env.train_goal_sets=[0,4,5,6] loop.demo_variations=50 "
+        "loop.rollouts_per_round=120` (25 noisy demos on goal set 0, 5 rounds x 120 rollouts on "
+        "goal sets 0, 4, 5 and 6, 500 oracle labels, `rwr` without an anchor to BC; 93,750 "
+        "learning env steps per run)",
+        "Exploring 200 goals was chosen on settings seeds 101 and 102 (pick-place-v3, the "
+        "README's table of refiner settings: +0.13 and +0.18, against +0.05 and +0.03 exploring "
+        "goal set 0's 50); the other settings are the `default` block's. The "
+        f"{_NEVER_USED}",
+    ),
     "peel": (
         "`robopref demo env=peel seed=5 loop.num_demos=10 loop.rounds=2 "
         "loop.rollouts_per_round=20 loop.queries_per_round=50 loop.eval_episodes=10 "
