@@ -15,19 +15,19 @@ from robopref.label import cli
 from robopref.preferences import ScriptedTeacher, TeacherConfig
 
 
-def _episodes() -> list[Episode]:
+@pytest.fixture
+def dataset(tmp_path, monkeypatch):
+    """Six 30-step episodes whose reward is the first observation entry, saved as a dataset
+    under a fixed dataset id: the held-out split of ``train_from_labels`` hashes episode ids,
+    which otherwise are drawn afresh (uuid4) and made its held-out accuracy vary run to run."""
+    monkeypatch.setattr("robopref.data.lerobot_io.new_dataset_id",
+                        lambda: "00000000-0000-4000-8000-00000000a11e")
     rng = np.random.default_rng(0)
     episodes = []
     for _ in range(6):
         obs = rng.normal(size=(30, 4)).astype(np.float32)
         episodes.append(Episode(obs, rng.normal(size=(30, 2)), obs[:, 0], np.zeros(30, bool)))
-    return episodes
-
-
-@pytest.fixture
-def dataset(tmp_path):
-    """Six 30-step episodes whose reward is the first observation entry, saved as a dataset."""
-    return save_episodes(_episodes(), tmp_path / "data" / "ds", fps=10)
+    return save_episodes(episodes, tmp_path / "data" / "ds", fps=10)
 
 
 def _enqueue(db, folder, *extra):
@@ -63,17 +63,7 @@ def test_disagreement_without_a_reward_is_one_line(tmp_path, dataset, capsys):
     assert "\n" not in err and "--reward CHECKPOINT" in err
 
 
-@pytest.fixture
-def seeded_dataset(tmp_path, monkeypatch):
-    """``dataset`` under a fixed dataset id: the held-out split hashes the episode ids, which
-    otherwise are drawn afresh (uuid4) and made the held-out accuracy vary run to run."""
-    monkeypatch.setattr("robopref.data.lerobot_io.new_dataset_id",
-                        lambda: "00000000-0000-4000-8000-00000000a11e")
-    return save_episodes(_episodes(), tmp_path / "data" / "ds", fps=10)
-
-
-def test_train_from_labels_finds_a_moved_dataset_under_search_roots(tmp_path, seeded_dataset):
-    dataset = seeded_dataset
+def test_train_from_labels_finds_a_moved_dataset_under_search_roots(tmp_path, dataset):
     from robopref.data import load_episodes
     from robopref.label.enqueue import enqueue
     from robopref.label.train import train_from_labels
