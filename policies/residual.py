@@ -4,9 +4,17 @@
 Only the residual trains; the base is frozen (``requires_grad=False``, kept in eval mode, never
 handed to an optimiser) and saved in its own checkpoint, which the residual's names by relative
 path. The residual's last layer starts at exactly zero and its output is squashed smoothly into
-``[-max_residual, max_residual]`` per dimension (``max_residual * tanh(raw / max_residual)``), so
-at initialisation the policy *is* the base, and no refinement can move it further from the base
+``[-max_residual, max_residual]`` per dimension (``max_residual * tanh(raw)``), so at
+initialisation the policy *is* the base, and no refinement can move it further from the base
 than the bound, whatever the learned reward says.
+
+The MLP's output ``raw`` is in units of the bound, not of the action: a gradient step then moves
+the residual by the same fraction of its bound on Meta-World's [-1, 1] as on the arm's
+metres per tick. (With ``raw`` in action units, one Adam step at PPO's ``residual_lr`` of 3e-4
+moved the residual on the Peel-v0 base, bound 2 mm and 10 mrad per tick, by 0.22 of its bound
+and 1.5 of PPO's exploration std at ``init_std=0.03``, so PPO's KL stop ended each iteration
+after a step or two; in units of the bound the same step moves it by 0.001 of the bound.)
+Checkpoints written before this carry no ``output_units`` and are converted on load, exactly.
 """
 
 from __future__ import annotations
@@ -20,6 +28,9 @@ from torch import nn
 from robopref.errors import ConfigError
 from robopref.policies.base import TrainablePolicy
 from robopref.policies.bc import mlp
+
+# What the residual MLP's output is measured in (stored in each checkpoint's config).
+OUTPUT_UNITS = "bound"
 
 
 @dataclass
@@ -157,8 +168,7 @@ class ResidualPolicy(TrainablePolicy):
             if base_action is None:
                 base_action = self.base_action(obs)
             z = torch.cat([z, base_action / self.base_action_scale], -1)
-        raw = self.net(z)
-        return self.bound * torch.tanh(raw / self.bound)
+        return self.bound * torch.tanh(self.net(z))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         base_action = self.base_action(obs)
@@ -179,7 +189,7 @@ class ResidualPolicy(TrainablePolicy):
         return self.config.l2_penalty * ((self.residual(obs) / self.bound) ** 2).sum(-1)
 
     def config_dict(self) -> dict:
-        return asdict(self.config)
+        return {**asdict(self.config), "output_units": OUTPUT_UNITS}
 
     @classmethod
     def from_config(
@@ -187,7 +197,29 @@ class ResidualPolicy(TrainablePolicy):
     ) -> ResidualPolicy:
         if base is None:
             raise ConfigError("a residual policy checkpoint must name its base policy")
-        return cls(base, ResidualConfig(**config))
+        config = dict(config)
+        units = config.pop("output_units", "action")
+        if units not in (OUTPUT_UNITS, "action"):
+            raise ConfigError(
+                f"residual checkpoint's output_units is '{units}', this robopref knows "
+                f"'{OUTPUT_UNITS}' and 'action': use the release that wrote it"
+            )
+        policy = cls(base, ResidualConfig(**config))
+        policy._output_in_action_units = units == "action"
+        return policy
+
+    @classmethod
+    def load(cls, path) -> ResidualPolicy:
+        """A residual checkpoint; one whose net output was in action units (no
+        ``output_units`` in its config) has its last layer divided by the bound, which
+        gives the same actions under ``bound * tanh(raw)``."""
+        policy = super().load(path)
+        if getattr(policy, "_output_in_action_units", False):
+            with torch.no_grad():
+                policy.net[-1].weight.div_(policy.bound[:, None])
+                policy.net[-1].bias.div_(policy.bound)
+        policy._output_in_action_units = False
+        return policy
 
 
 def as_residual(policy: TrainablePolicy, config: ResidualConfig) -> TrainablePolicy:

@@ -76,6 +76,20 @@ EXPERIMENTS = {
         "goal set 0's 50); the other settings are the `default` block's. The "
         f"{_NEVER_USED}",
     ),
+    "peel_finetune_ppo": (
+        "`robopref finetune hardware=sim task=peel base=<scripts/peel_base.py runs/peel/base_v2> "
+        "refine=ppo refine.init_std=0.03 loop.exploration_std=0.03 reward.terms.2.weight=1.0 "
+        "reward.terms.2.low=28.0 reward.terms.2.high=22.0 loop.rounds=1 "
+        "finetune.on_protective_stop=recover` (Peel-v0 on the simulated arm: PPO on a residual "
+        "over the frozen BC base, composite reward, one round of 10 rollouts, 60 pairs and 10 "
+        "episode scores from the noisy scripted teacher with 10% mistakes, 20 PPO iterations x "
+        "8 episodes; BC = the base, refined = base + residual, each on the first 100 test "
+        "scenes; 'train' columns are the first 20 test scenes, evaluated after each round)",
+        "The refiner, exploration, force term and one round were chosen on settings seed 100 "
+        "(the first 30 validation scenes; the README's tables under 'PPO on the residual, after "
+        "two fixes'); seeds 1-3 below and the test scenes (seeds 2,000,000-2,000,099) chose "
+        "nothing.",
+    ),
     "peel": (
         "`robopref demo env=peel seed=5 loop.num_demos=10 loop.rounds=2 "
         "loop.rollouts_per_round=20 loop.queries_per_round=50 loop.eval_episodes=10 "
@@ -95,15 +109,52 @@ KEEP = (
 )
 
 
+# Safety-layer event kinds that mean a rollout was stopped or a command refused (a clip is
+# neither: the command was sent, shortened to the limit).
+STOPS_AND_REFUSALS = ("protective_stop", "non_finite_command", "watchdog_hold")
+
+
+def safety_counts(run: Path, summary: dict) -> dict | None:
+    """Counts of a finetune run's safety events by kind, read from its ``safety/events.jsonl``
+    (every episode the arm ran: exploration, evaluation, the final test), plus the protective
+    stops in the refiner's own simulated episodes (PPO's, counted in its round metrics).
+    ``None`` for a run without a safety log (a Meta-World demo)."""
+    log = run / "safety" / "events.jsonl"
+    if not log.is_file():
+        return None
+    kinds: dict[str, int] = {}
+    for number, line in enumerate(log.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            kind = json.loads(line)["kind"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise SystemExit(
+                f"{log}:{number} is not a safety event ({exc}): rerun that run"
+            ) from exc
+        kinds[kind] = kinds.get(kind, 0) + 1
+    refiner_stops = sum(
+        int((r.get("extra") or {}).get("refine", {}).get("protective_stops", 0))
+        for r in summary.get("rounds") or []
+    )
+    return {"events": dict(sorted(kinds.items())), "refiner_protective_stops": refiner_stops}
+
+
 def collect(experiment: str, folders: list[str]) -> None:
     out = RUNS / experiment
     out.mkdir(parents=True, exist_ok=True)
-    for summary in load_summaries(folders):
+    files = [f for folder in map(Path, folders)
+             for f in ([folder] if folder.is_file() else sorted(folder.rglob("metrics.json")))]
+    for file in files:
+        (summary,) = load_summaries([file])
         if summary.get("status") != "finished":
             print(f"skipping unfinished run {summary.get('task')} seed {summary.get('seed')}")
             continue
         path = out / f"{summary['task']}_seed{summary['seed']}.json"
         kept = {k: summary.get(k) for k in KEEP}
+        safety = safety_counts(file.parent, summary)
+        if safety is not None:
+            kept["safety"] = safety
         path.write_text(json.dumps(kept, indent=1) + "\n")
         print(f"wrote {path.relative_to(ROOT)}")
 
@@ -152,6 +203,19 @@ def render_experiment(name: str, summaries: list[dict]) -> list[str]:
             f"**{task}, mean over {len(group)} seeds (95% t-interval over seeds), test split "
             f"({episodes} episodes per policy and seed):** " + "; ".join(parts) + ".",
         ]
+    with_safety = [s for s in summaries if s.get("safety")]
+    if with_safety:
+        lines += ["", "Safety events in every rollout on the arm (from each run's "
+                  "`safety/events.jsonl`) and protective stops in the refiner's own episodes:", ""]
+        for s in sorted(with_safety, key=lambda s: (s["task"], s["seed"])):
+            events = s["safety"]["events"]
+            stops = {k: events.get(k, 0) for k in STOPS_AND_REFUSALS}
+            lines.append(
+                f"- {s['task']} seed {s['seed']}: "
+                + ", ".join(f"{k} {v}" for k, v in stops.items())
+                + f", clip {events.get('clip', 0)}; refiner's protective stops "
+                f"{s['safety']['refiner_protective_stops']}"
+            )
     return lines
 
 

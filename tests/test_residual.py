@@ -242,3 +242,58 @@ def test_imitation_loss_is_per_sample_in_units_of_the_half_action_range():
     with torch.no_grad():
         target = base(obs) + torch.tensor([0.5, 0.005])
         np.testing.assert_allclose(policy.imitation_loss(obs, target), np.full(4, 0.5), rtol=1e-4)
+
+
+def test_a_checkpoint_with_its_output_in_action_units_loads_to_the_same_actions(tmp_path):
+    """Residual checkpoints written before the net's output was measured in units of the bound
+    (``bound * tanh(raw / bound)``, no ``output_units`` in the config) load converted."""
+    from safetensors.torch import load_file, save_file
+
+    base = make_bc()
+    base.save(tmp_path / "policy_bc")
+    policy = randomise(as_residual(base, ResidualConfig(max_residual=[0.3, 0.002])), 0.5)
+    path = policy.save(tmp_path / "policy_round1")
+    bound = policy.bound
+    # The same residual as the old parametrisation stored it: raw_old = bound * raw_new.
+    tensors = load_file(str(path / "model.safetensors"))
+    tensors["net.4.weight"] = tensors["net.4.weight"] * bound[:, None]
+    tensors["net.4.bias"] = tensors["net.4.bias"] * bound
+    save_file(tensors, str(path / "model.safetensors"))
+    meta = json.loads((path / "config.json").read_text())
+    del meta["config"]["output_units"]
+    (path / "config.json").write_text(json.dumps(meta))
+    with torch.no_grad():
+        z = torch.cat([(torch.as_tensor(OBS) - policy.obs_mean) / policy.obs_std,
+                       policy.base_action(torch.as_tensor(OBS)) / policy.base_action_scale], -1)
+        hidden = policy.net[:-1](z)
+        raw_old = hidden @ tensors["net.4.weight"].T + tensors["net.4.bias"]
+        expected = policy.base_action(torch.as_tensor(OBS)) + bound * torch.tanh(raw_old / bound)
+    loaded = load_policy(path)
+    np.testing.assert_allclose(loaded.act(OBS), expected.numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(loaded.act(OBS), policy.act(OBS), rtol=1e-5, atol=1e-7)
+    # Saved again, it is a current checkpoint and loads unchanged.
+    again = load_policy(loaded.save(tmp_path / "policy_round2"))
+    np.testing.assert_array_equal(again.act(OBS), loaded.act(OBS))
+
+
+def test_a_gradient_step_moves_the_residual_by_the_same_fraction_of_its_bound_in_any_units():
+    """The same data in metres (x 1e-3) and in normalised units: the same Adam steps give the
+    same residual in units of the bound (with the net's output in action units, the metre
+    version moved ~1000x further relative to its bound)."""
+    moved = []
+    for unit in (1.0, 1e-3):
+        torch.manual_seed(0)
+        base = BCPolicy(5, 2, BCConfig(hidden_sizes=[16], action_low=-unit, action_high=unit))
+        policy = as_residual(base, ResidualConfig())
+        optimiser = torch.optim.Adam(policy.net.parameters(), lr=3e-4)
+        obs = torch.as_tensor(OBS)
+        target = policy(obs).detach() + 0.1 * unit
+        for _ in range(5):
+            loss = policy.imitation_loss(obs, target).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        with torch.no_grad():
+            moved.append((policy.residual(obs) / policy.bound).numpy())
+    assert np.abs(moved[0]).mean() > 1e-3
+    np.testing.assert_allclose(moved[1], moved[0], rtol=1e-3, atol=1e-6)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,3 +113,36 @@ def test_a_run_that_counted_its_env_steps_shows_its_learning_steps():
     counted = script.render_experiment("x", [{**row, "env_steps": {"learning": 48750}}])
     assert "| 10 | 48,750 | 1.0 min |" in "\n".join(counted)
     assert "| 10 | - | 1.0 min |" in "\n".join(script.render_experiment("x", [row]))
+
+
+def test_collect_counts_a_finetune_runs_safety_events(tmp_path, monkeypatch):
+    script = load_script()
+    monkeypatch.setattr(script, "RUNS", tmp_path / "summaries")
+    monkeypatch.setattr(script, "ROOT", tmp_path)
+    run = tmp_path / "runs" / "peel_s1"
+    (run / "safety").mkdir(parents=True)
+    rounds = [{"round": 0}, {"round": 1, "extra": {"refine": {"protective_stops": 2.0}}}]
+    (run / "metrics.json").write_text(json.dumps(
+        {"status": "finished", "task": "peel-v0", "seed": 1, "rounds": rounds}))
+    events = [{"kind": "clip"}, {"kind": "clip"}, {"kind": "protective_stop"}]
+    (run / "safety" / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    script.collect("peel_x", [str(tmp_path / "runs")])
+    kept = json.loads((tmp_path / "summaries" / "peel_x" / "peel-v0_seed1.json").read_text())
+    assert kept["safety"] == {"events": {"clip": 2, "protective_stop": 1},
+                              "refiner_protective_stops": 2}
+    (run / "safety" / "events.jsonl").write_text('{"kind": "clip"}\nnot json\n')
+    with pytest.raises(SystemExit, match="events.jsonl:2 is not a safety event"):
+        script.collect("peel_x", [str(tmp_path / "runs")])
+
+
+def test_every_committed_finetune_run_reports_its_safety_events():
+    """The committed Peel-v0 finetune summaries carry their runs' safety-log counts, which
+    the rendered block lists per seed (protective stops, refused commands, watchdog holds,
+    clips, and the refiner's own protective stops)."""
+    script = load_script()
+    files = sorted((script.RUNS / "peel_finetune_ppo").glob("*.json"))
+    assert len(files) >= 3
+    for file in files:
+        safety = json.loads(file.read_text())["safety"]
+        assert safety["events"].get("clip", 0) > 0, file.name  # none would mean an unread log
+        assert isinstance(safety["refiner_protective_stops"], int), file.name

@@ -12,12 +12,15 @@ Each iteration:
    ``refine_with``), never the env's reward.
 3. computes GAE(lambda) advantages with a value network ``V(o)``; an episode cut by the time
    limit bootstraps from ``V(o_T)``, one that terminated (a protective stop) does not.
-4. takes ``epochs`` passes of minibatches over the batch, minimising::
+4. takes ``epochs`` passes of minibatches over the batch, minimising for the policy::
 
-       -E[min(rho A, clip(rho, 1 - eps, 1 + eps) A)] + value_coef (V(o) - G)^2 - entropy_coef H
+       -E[min(rho A, clip(rho, 1 - eps, 1 + eps) A)] - entropy_coef H
        + anchor_weight ||(mu(o) - mu_base(o)) / half_range||^2 + residual_penalty(o)
 
-   and stops early at the first minibatch whose approximate KL passes ``1.5 * target_kl``.
+   and stopping the policy's updates at the first minibatch whose approximate KL passes
+   ``1.5 * target_kl``. The value network ``(V(o) - G)^2`` has its own optimiser and takes
+   every epoch's minibatches whatever the KL: when the policy stops after a step or two (a
+   small exploration std makes every step a large KL), the value it is judged by still fits.
 
 It runs its own optimiser loop rather than the ``Trainer``'s ``fit``: PPO needs one Adam state
 kept across iterations, epoch-wise minibatch permutations of a fresh on-policy batch and an early
@@ -54,7 +57,7 @@ class PPOConfig:
     episodes_per_iteration: on-policy episodes per iteration (run ``num_envs`` at a time).
     epochs: passes over each iteration's batch.
     minibatch_size: transitions per gradient step.
-    lr: Adam learning rate of the value network and the log-std.
+    lr: Adam learning rate of the value network (its own optimiser) and the log-std.
     policy_lr: learning rate of a whole policy's parameters. Small: Adam moves every weight
         of a wide pretrained network at once (one step at 3e-4 shifts a 256x256 BC policy's
         mean by ~0.07 on Meta-World even on noise gradients; 3e-5 by ~0.01).
@@ -62,7 +65,7 @@ class PPOConfig:
         ~20x less per step than a whole policy at the same rate).
     gamma, gae_lambda: discount and GAE(lambda) of the learned reward.
     clip_ratio: PPO's epsilon: the policy ratio is clipped to ``[1 - eps, 1 + eps]``.
-    value_coef, entropy_coef: weights of the value loss and of the entropy bonus.
+    entropy_coef: weight of the entropy bonus.
     init_std: exploration std at the start, as a fraction of the task's half action range
         (0.1 is 0.1 on Meta-World's [-1, 1] and 0.1 of the step limit on the arm).
     learn_std: learn the (state-independent) log-std; otherwise it stays at ``init_std``.
@@ -89,7 +92,6 @@ class PPOConfig:
     gamma: float = 0.99
     gae_lambda: float = 0.95
     clip_ratio: float = 0.2
-    value_coef: float = 0.5
     entropy_coef: float = 0.0
     init_std: float = 0.1
     learn_std: bool = True
@@ -112,8 +114,8 @@ class PPOConfig:
             raise ConfigError("ppo gamma must lie in (0, 1] and gae_lambda in [0, 1]")
         if not 0 < self.clip_ratio < 1:
             raise ConfigError(f"ppo clip_ratio must lie in (0, 1), got {self.clip_ratio}")
-        if min(self.value_coef, self.entropy_coef, self.anchor_weight) < 0:
-            raise ConfigError("ppo value_coef, entropy_coef and anchor_weight must be >= 0")
+        if min(self.entropy_coef, self.anchor_weight) < 0:
+            raise ConfigError("ppo entropy_coef and anchor_weight must be >= 0")
         if not 0 < self.init_std <= 1:
             raise ConfigError(
                 f"ppo init_std is a fraction of the half action range in (0, 1], got "
@@ -228,7 +230,7 @@ class PPORefiner(Refiner):
         half = np.asarray(self.task.action_half_range, np.float32)
         head = GaussianHead(half, cfg.init_std, cfg.learn_std).to(device)
         self._half = torch.as_tensor(half, device=device)
-        value, optimizer, reward_scale = None, None, 1.0
+        value, optimizers, reward_scale = None, None, 1.0
         self.history, env_steps, self.protective_stops = [], 0, 0
         bar = tqdm(range(cfg.iterations), desc="ppo", disable=not self.trainer.config.progress,
                    leave=False, dynamic_ncols=True)
@@ -241,15 +243,17 @@ class PPORefiner(Refiner):
                 value = ValueBaseline(obs, list(cfg.value_hidden_sizes)).to(device)
                 reward_scale = return_scale(episodes["rewards"], cfg.gamma)
                 on_base = trainable.base_policy() is not None
-                optimizer = torch.optim.Adam([
+                policy_groups = [
                     {"params": [p for p in trainable.parameters() if p.requires_grad],
                      "lr": cfg.residual_lr if on_base else cfg.policy_lr},
-                    {"params": [p for p in (*value.parameters(), *head.parameters())
-                                if p.requires_grad]},
-                ], lr=cfg.lr)
+                ]
+                if cfg.learn_std:
+                    policy_groups.append({"params": list(head.parameters())})
+                optimizers = (torch.optim.Adam(policy_groups, lr=cfg.lr),
+                              torch.optim.Adam(value.parameters(), lr=cfg.lr))
             batch = self._finish(episodes, value, reward_scale)
             env_steps += len(batch["obs"])
-            stats = self._update(trainable, base, head, value, optimizer, batch, gen)
+            stats = self._update(trainable, base, head, value, optimizers, batch, gen)
             stats.update(learned_return=batch["learned_return"], env_steps=float(env_steps),
                          std=float(head.std().detach().mean()))
             self.history.append(stats)
@@ -358,23 +362,32 @@ class PPORefiner(Refiner):
         }
 
     # -- the update ----------------------------------------------------------------------
-    def _update(self, trainable, base, head, value, optimizer, batch, gen) -> dict[str, float]:
-        """Up to ``epochs`` passes of clipped-surrogate minibatch steps over one iteration's
-        batch; stops before a step whose minibatch already shows an approximate KL above
+    def _update(self, trainable, base, head, value, optimizers, batch, gen) -> dict[str, float]:
+        """``epochs`` passes of minibatch steps over one iteration's batch: the clipped surrogate
+        for the policy until a minibatch already shows an approximate KL above
         ``1.5 * target_kl`` (checked per minibatch, as in Stable-Baselines3: a big pretrained
-        network can move far within one epoch)."""
+        network can move far within one epoch), the value regression on every minibatch."""
         cfg = self.config
+        policy_optimizer, value_optimizer = optimizers
         obs, act, old_logp = batch["obs"], batch["act"], batch["logp"]
         with torch.no_grad():
             base_mean = base(obs)
         n = len(obs)
-        params = [p for group in optimizer.param_groups for p in group["params"]]
+        policy_params = [p for g in policy_optimizer.param_groups for p in g["params"]]
+        value_params = list(value.parameters())
         trainable.train()
         kls, clips, stopped = [], [], False
         for _ in range(cfg.epochs):
             perm = torch.randperm(n, generator=gen).to(obs.device)
             for begin in range(0, n, cfg.minibatch_size):
                 idx = perm[begin : begin + cfg.minibatch_size]
+                value_loss = ((value(obs[idx]) - batch["ret"][idx]) ** 2).mean()
+                value_optimizer.zero_grad(set_to_none=True)
+                value_loss.backward()
+                nn.utils.clip_grad_norm_(value_params, cfg.max_grad_norm)
+                value_optimizer.step()
+                if stopped:
+                    continue
                 mean = trainable(obs[idx])
                 log_ratio = head.log_prob(mean, act[idx]) - old_logp[idx]
                 ratio = log_ratio.exp()
@@ -382,25 +395,22 @@ class PPORefiner(Refiner):
                     kl = float(((ratio - 1) - log_ratio).mean())
                 if cfg.target_kl is not None and kl > 1.5 * cfg.target_kl:
                     stopped = True  # far enough from the policy that collected the batch
-                    break
+                    continue
                 adv = batch["adv"][idx]
                 if len(idx) > 1:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 clipped = ratio.clamp(1 - cfg.clip_ratio, 1 + cfg.clip_ratio)
                 surrogate = -torch.min(ratio * adv, clipped * adv).mean()
-                value_loss = ((value(obs[idx]) - batch["ret"][idx]) ** 2).mean()
                 anchor = (((mean - base_mean[idx]) / self._half) ** 2).sum(-1).mean()
                 penalty = residual_penalty(trainable, obs[idx]).mean()
-                loss = (surrogate + cfg.value_coef * value_loss - cfg.entropy_coef * head.entropy()
+                loss = (surrogate - cfg.entropy_coef * head.entropy()
                         + cfg.anchor_weight * anchor + penalty)
-                optimizer.zero_grad(set_to_none=True)
+                policy_optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
+                nn.utils.clip_grad_norm_(policy_params, cfg.max_grad_norm)
+                policy_optimizer.step()
                 kls.append(kl)
                 clips.append(float(((ratio.detach() - 1).abs() > cfg.clip_ratio).float().mean()))
-            if stopped:
-                break
         trainable.eval()
         with torch.no_grad():
             shift = torch.linalg.vector_norm(trainable(obs) - base_mean, dim=-1)
