@@ -76,6 +76,16 @@ EXPERIMENTS = {
         "goal set 0's 50); the other settings are the `default` block's. The "
         f"{_NEVER_USED}",
     ),
+    "push_200_goals": (
+        "push-v3 with the `make demo` settings, exploring 200 goals: `robopref demo "
+        "env.train_goal_sets=[0,4,5,6] loop.demo_variations=50 loop.rollouts_per_round=120` "
+        "(25 noisy demos on goal set 0, 5 rounds x 120 rollouts on goal sets 0, 4, 5 and 6, 500 "
+        "oracle labels, `rwr` without an anchor to BC; 93,750 learning env steps per run)",
+        "Exploring 200 goals was chosen on pick-place-v3's settings seeds 101 and 102 (the "
+        "`pick_place_200_goals` block) and checked on push-v3's settings seeds 101 and 102 "
+        "(+0.27 and +0.22; the default was not run on those seeds); the other settings are the "
+        f"`default` block's. The {_NEVER_USED}",
+    ),
     "peel_finetune_ppo": (
         "`robopref finetune hardware=sim task=peel base=<scripts/peel_base.py runs/peel/base_v2> "
         "refine=ppo refine.init_std=0.03 loop.exploration_std=0.03 reward.terms.2.weight=1.0 "
