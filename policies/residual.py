@@ -28,6 +28,7 @@ from torch import nn
 from robopref.errors import ConfigError
 from robopref.policies.base import TrainablePolicy
 from robopref.policies.bc import mlp
+from robopref.training import read_model_config
 
 # What the residual MLP's output is measured in (stored in each checkpoint's config).
 OUTPUT_UNITS = "bound"
@@ -204,9 +205,7 @@ class ResidualPolicy(TrainablePolicy):
                 f"residual checkpoint's output_units is '{units}', this robopref knows "
                 f"'{OUTPUT_UNITS}' and 'action': use the release that wrote it"
             )
-        policy = cls(base, ResidualConfig(**config))
-        policy._output_in_action_units = units == "action"
-        return policy
+        return cls(base, ResidualConfig(**config))
 
     @classmethod
     def load(cls, path) -> ResidualPolicy:
@@ -214,11 +213,10 @@ class ResidualPolicy(TrainablePolicy):
         ``output_units`` in its config) has its last layer divided by the bound, which
         gives the same actions under ``bound * tanh(raw)``."""
         policy = super().load(path)
-        if getattr(policy, "_output_in_action_units", False):
+        if read_model_config(path)["config"].get("output_units", "action") == "action":
             with torch.no_grad():
                 policy.net[-1].weight.div_(policy.bound[:, None])
                 policy.net[-1].bias.div_(policy.bound)
-        policy._output_in_action_units = False
         return policy
 
 

@@ -114,8 +114,8 @@ def config_name(run_dir: Path) -> str:
 
 
 def load_summaries(paths: list[str | Path]) -> list[dict]:
-    """Every ``metrics.json`` at or below the given folders, with its run's config name,
-    sorted by task, config and seed."""
+    """Every ``metrics.json`` at or below the given folders, with its run's config name and
+    ``run_dir`` (the folder it was read from), sorted by task, config and seed."""
     found, unfinished = [], []
     for path in map(Path, paths):
         files = [path] if path.is_file() else sorted(path.rglob("metrics.json"))
@@ -125,6 +125,7 @@ def load_summaries(paths: list[str | Path]) -> list[dict]:
             except (OSError, json.JSONDecodeError) as exc:
                 raise RobopError(f"{file} is unreadable ({exc}): rerun that experiment") from exc
             summary.setdefault("config_name", config_name(file.parent))
+            summary["run_dir"] = str(file.parent)
             if summary.get("status", "finished") != "finished":
                 unfinished.append(f"{file.parent} ({summary['status']})")
                 continue

@@ -153,16 +153,10 @@ def safety_counts(run: Path, summary: dict) -> dict | None:
 def collect(experiment: str, folders: list[str]) -> None:
     out = RUNS / experiment
     out.mkdir(parents=True, exist_ok=True)
-    files = [f for folder in map(Path, folders)
-             for f in ([folder] if folder.is_file() else sorted(folder.rglob("metrics.json")))]
-    for file in files:
-        (summary,) = load_summaries([file])
-        if summary.get("status") != "finished":
-            print(f"skipping unfinished run {summary.get('task')} seed {summary.get('seed')}")
-            continue
+    for summary in load_summaries(folders):
         path = out / f"{summary['task']}_seed{summary['seed']}.json"
         kept = {k: summary.get(k) for k in KEEP}
-        safety = safety_counts(file.parent, summary)
+        safety = safety_counts(Path(summary["run_dir"]), summary)
         if safety is not None:
             kept["safety"] = safety
         path.write_text(json.dumps(kept, indent=1) + "\n")

@@ -126,7 +126,13 @@ def test_collect_counts_a_finetune_runs_safety_events(tmp_path, monkeypatch):
         {"status": "finished", "task": "peel-v0", "seed": 1, "rounds": rounds}))
     events = [{"kind": "clip"}, {"kind": "clip"}, {"kind": "protective_stop"}]
     (run / "safety" / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
-    script.collect("peel_x", [str(tmp_path / "runs")])
+    unfinished = tmp_path / "runs" / "peel_s2"
+    unfinished.mkdir()
+    (unfinished / "metrics.json").write_text(json.dumps(
+        {"status": "stopped", "task": "peel-v0", "seed": 2, "rounds": []}))
+    script.collect("peel_x", [str(tmp_path / "runs")])  # the unfinished run is left out
+    assert [f.name for f in (tmp_path / "summaries" / "peel_x").iterdir()] == [
+        "peel-v0_seed1.json"]
     kept = json.loads((tmp_path / "summaries" / "peel_x" / "peel-v0_seed1.json").read_text())
     assert kept["safety"] == {"events": {"clip": 2, "protective_stop": 1},
                               "refiner_protective_stops": 2}
@@ -140,9 +146,11 @@ def test_every_committed_finetune_run_reports_its_safety_events():
     the rendered block lists per seed (protective stops, refused commands, watchdog holds,
     clips, and the refiner's own protective stops)."""
     script = load_script()
-    files = sorted((script.RUNS / "peel_finetune_ppo").glob("*.json"))
-    assert len(files) >= 3
-    for file in files:
+    blocks = sorted(script.RUNS.glob("peel_finetune*"))
+    assert blocks
+    for block in blocks:
+        assert len(list(block.glob("*.json"))) >= 3, block.name
+    for file in sorted(f for block in blocks for f in block.glob("*.json")):
         safety = json.loads(file.read_text())["safety"]
         assert safety["events"].get("clip", 0) > 0, file.name  # none would mean an unread log
         assert isinstance(safety["refiner_protective_stops"], int), file.name
