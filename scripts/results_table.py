@@ -100,6 +100,20 @@ EXPERIMENTS = {
         "two fixes'); seeds 1-3 below and the test scenes (seeds 2,000,000-2,000,099) chose "
         "nothing.",
     ),
+    "peel_finetune_ppo_170_labels": (
+        "`robopref finetune hardware=sim task=peel base=<scripts/peel_base.py runs/peel/base_v2> "
+        "refine=ppo refine.init_std=0.03 loop.exploration_std=0.03 loop.rounds=1 "
+        "loop.rollouts_per_round=20 loop.queries_per_round=150 loop.scores_per_round=20 "
+        "refine.iterations=40 reward.terms.2.weight=1.0 reward.terms.2.low=28.0 "
+        "reward.terms.2.high=22.0 finetune.on_protective_stop=recover` (the `peel_finetune_ppo` "
+        "runs with 20 rollouts, 150 pairs and 20 episode scores from the noisy scripted teacher "
+        "with 10% mistakes, and 40 PPO iterations x 8 episodes; BC = the base, refined = base + "
+        "residual, each on the first 100 test scenes; 'train' columns are the first 20 test "
+        "scenes)",
+        "More labels and 40 PPO iterations were chosen on settings seeds 100 and 101 (the first "
+        "100 validation scenes; the README's table 'More labels and PPO iterations'); seeds 4-6 "
+        "below and the test scenes (seeds 2,000,000-2,000,099) chose nothing.",
+    ),
     "peel": (
         "`robopref demo env=peel seed=5 loop.num_demos=10 loop.rounds=2 "
         "loop.rollouts_per_round=20 loop.queries_per_round=50 loop.eval_episodes=10 "
