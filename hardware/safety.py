@@ -12,6 +12,11 @@ Borrowed from libfranka reflexes, UR safety functions and the polymetis / deoxys
   counts and the arm's own estimate is the cross-check (either over a limit stops); a wrist
   sensor that is stale, flags a device error or saturation, or is not running stops motion
   the same way, since without it the force limit would be blind;
+* with ``contact_force_n`` (force-guarded motion), while the force is over that softer limit
+  the part of a command that would press the tool further against the measured force is
+  clipped away (with ``contact_compliance_m_per_n`` it also limits how hard a command may
+  press below the guard, and backs the target off over it), so a policy that drives into a
+  surface is held at the contact instead of tripping the stop;
 * a watchdog holds the measured pose when commands stop arriving;
 * ``recover()`` is the only way out of a latched stop.
 
@@ -34,7 +39,7 @@ from typing import IO, Any
 import numpy as np
 
 from robopref.errors import ConfigError, NonFiniteError
-from robopref.geometry import compose_delta, pose_delta
+from robopref.geometry import compose_delta, matrix_from_rotvec, pose_delta
 from robopref.hardware.base import (
     ArmObservation,
     ForceArm,
@@ -184,17 +189,18 @@ class SafeArm(ForceArm):
             self._latch("torque_limit", torque_nm=torque, limit_nm=self.config.max_torque_nm,
                         source=source)
 
-    def _check_wrist(self) -> None:
+    def _check_wrist(self) -> float:
         """Latch a stop on a wrist reading over a limit, or on a sensor that cannot vouch for
-        the force (stale, device error, saturated, not running, non-finite)."""
+        the force (stale, device error, saturated, not running, non-finite). Returns the
+        reading's ``|force|`` (N); 0 without a sensor or when it latched."""
         sensor = self.wrist_sensor
         if sensor is None:
-            return
+            return 0.0
         try:
             reading = sensor.read()
         except HardwareError as exc:
             self._latch("wrist_sensor_error", message=str(exc))
-            return
+            return 0.0
         status = SensorStatus(reading.status)
         for flag, reason in (
             (SensorStatus.STALE, "wrist_sensor_stale"),
@@ -203,13 +209,58 @@ class SafeArm(ForceArm):
         ):
             if flag in status:
                 self._latch(reason, status=int(status), sample_timestamp_s=reading.timestamp)
-                return
+                return 0.0
         wrench = np.asarray(reading.wrench, dtype=np.float64)
         if wrench.shape != (6,) or not np.all(np.isfinite(wrench)):
             self._latch("wrist_sensor_error", wrench=wrench)
-            return
-        self._check_limits(float(np.linalg.norm(wrench[:3])), float(np.linalg.norm(wrench[3:])),
-                           "wrist_sensor")
+            return 0.0
+        force = float(np.linalg.norm(wrench[:3]))
+        self._check_limits(force, float(np.linalg.norm(wrench[3:])), "wrist_sensor")
+        return force
+
+    def _guard_contact(
+        self,
+        command: np.ndarray,
+        reference: np.ndarray,
+        observation: ArmObservation,
+        wrist_force: float,
+    ) -> np.ndarray:
+        """Force-guarded motion (``contact_force_n``): limits the command's translation along
+        the measured force (base frame), relative to the last command sent.
+
+        With compliance ``c = contact_compliance_m_per_n`` the target may move against the
+        force at most ``c * (contact_force_n - |force|)`` (so the force, at the arm's
+        stiffness ``1 / c``, rises at most to the guard) and over the guard must back off by
+        ``c * (|force| - contact_force_n)``, at most one step; with ``c = 0`` it only stops
+        pressing harder over the guard. The direction is the arm's estimate (tool frame by
+        the ``ForceArm`` contract; a wrist sensor's frame is its mounting's); a wrist reading
+        over the guard while the estimate shows no contact holds the position instead."""
+        guard = self.config.contact_force_n
+        if guard is None:
+            return command
+        compliance = self.config.contact_compliance_m_per_n
+        force_tool = np.asarray(observation.wrench[:3], dtype=np.float64)
+        estimate = float(np.linalg.norm(force_tool))
+        force = max(estimate, wrist_force)
+        if force <= guard and compliance == 0.0:
+            return command
+        guarded = command.copy()
+        if estimate > 0.5 * guard:
+            away = matrix_from_rotvec(np.asarray(observation.tcp_pose[3:])) @ force_tool
+            away /= np.linalg.norm(away)
+            along = float((command[:3] - reference[:3]) @ away)
+            # Least motion away from the surface: negative below the guard (pressing allowed).
+            least = min(compliance * (force - guard), self.translation_limit_m)
+            if force > guard:
+                least = max(least, 0.0)
+            if along < least:
+                guarded[:3] = command[:3] + (least - along) * away
+        elif force > guard:
+            guarded[:3] = reference[:3]
+        if not np.array_equal(guarded, command):
+            self._log("clip", limit="contact_force_n", requested=command[:3], sent=guarded[:3],
+                      force_n=force, limit_value=guard)
+        return guarded
 
     # ----------------------------------------------------------------- commands
     def send_action(self, target_pose: np.ndarray) -> np.ndarray:
@@ -235,7 +286,7 @@ class SafeArm(ForceArm):
             if self.is_stopped:
                 raise ProtectiveStop("protective stop latched: call recover() before commanding")
             observation = self._checked(self.arm.get_observation())
-            self._check_wrist()
+            wrist_force = self._check_wrist()
             if self._latched:
                 fix = (
                     "check the wrist sensor's cable, power and network"
@@ -248,7 +299,10 @@ class SafeArm(ForceArm):
                 )
             if self._reference is None:
                 self._reference = np.array(observation.tcp_pose, dtype=np.float64)
-            command = self._clip(requested, self._reference)
+            # Guard first: the box and step limits then hold for the guarded command too (a
+            # step clip scales the whole move, so it never turns a back-off into a push).
+            guarded = self._guard_contact(requested, self._reference, observation, wrist_force)
+            command = self._clip(guarded, self._reference)
             try:
                 sent = self.arm.send_action(command)
             except ProtectiveStop as exc:

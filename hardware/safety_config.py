@@ -43,6 +43,15 @@ class SafetyConfig:
         max_force_n: protective stop when ``|(fx, fy, fz)|`` exceeds this (N).
         max_torque_nm: protective stop when ``|(tx, ty, tz)|`` exceeds this (N*m).
         watchdog_timeout_s: hold the measured pose when no command came for this long (s).
+        contact_force_n: force-guarded motion, off when ``None``: while ``|force|`` exceeds
+            this (N), below ``max_force_n``, the part of each command that moves the TCP
+            further against the measured force is clipped away, so the tool presses no harder
+            and the hard limit stays a last resort (logged as a ``clip``).
+        contact_compliance_m_per_n: with ``contact_force_n``, the arm's compliance (m/N,
+            ``1 / stiffness`` of its impedance; the sim arm's 2000 N/m: 0.0005): a command may
+            press into the contact at most this times ``contact_force_n - |force|``, and over
+            the guard the target backs off by this times the excess (at most one step). 0:
+            only stop pressing harder over the guard.
         event_log_path: JSON Lines file each event is appended to; ``None`` keeps them in
             memory only.
         max_events: events kept in memory (oldest dropped first); the file keeps all.
@@ -57,6 +66,8 @@ class SafetyConfig:
     max_force_n: float = 50.0
     max_torque_nm: float = 10.0
     watchdog_timeout_s: float = 0.5
+    contact_force_n: float | None = None
+    contact_compliance_m_per_n: float = 0.0
     event_log_path: str | Path | None = None
     max_events: int = 100_000
 
@@ -79,6 +90,7 @@ class SafetyConfig:
                     "to relax a limit, raise it"
                 )
             setattr(self, name, float(value))
+        self._check_contact_guard()
         if self.event_log_path is not None and not isinstance(self.event_log_path, str | Path):
             raise ConfigError(
                 f"safety event_log_path={self.event_log_path!r} must be a file path or None"
@@ -87,6 +99,28 @@ class SafetyConfig:
             raise ConfigError(f"safety max_events={self.max_events!r} must be an integer")
         if self.max_events < 1:
             raise ConfigError(f"safety max_events={self.max_events} must be at least 1")
+
+    def _check_contact_guard(self) -> None:
+        guard, compliance = self.contact_force_n, self.contact_compliance_m_per_n
+        if guard is not None:
+            if isinstance(guard, bool) or not isinstance(guard, int | float):
+                raise ConfigError(f"safety contact_force_n={guard!r} must be a number in N or null")
+            if not 0 < guard < self.max_force_n:
+                raise ConfigError(
+                    f"safety contact_force_n={guard} must lie in (0, max_force_n="
+                    f"{self.max_force_n}) N: the guard acts before the protective stop"
+                )
+            self.contact_force_n = float(guard)
+        if isinstance(compliance, bool) or not isinstance(compliance, int | float):
+            raise ConfigError(
+                f"safety contact_compliance_m_per_n={compliance!r} must be a number (m/N)"
+            )
+        if not 0 <= compliance <= 0.01:
+            raise ConfigError(
+                f"safety contact_compliance_m_per_n={compliance} must lie in [0, 0.01] m/N "
+                "(about 1 / the arm's Cartesian stiffness)"
+            )
+        self.contact_compliance_m_per_n = float(compliance)
 
 
 def _corner(name: str, value: Any) -> tuple[float, float, float]:

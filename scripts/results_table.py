@@ -147,21 +147,27 @@ def safety_counts(run: Path, summary: dict) -> dict | None:
     if not log.is_file():
         return None
     kinds: dict[str, int] = {}
+    clips: dict[str, int] = {}
     for number, line in enumerate(log.read_text().splitlines(), 1):
         if not line.strip():
             continue
         try:
-            kind = json.loads(line)["kind"]
+            event = json.loads(line)
+            kind = event["kind"]
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise SystemExit(
                 f"{log}:{number} is not a safety event ({exc}): rerun that run"
             ) from exc
         kinds[kind] = kinds.get(kind, 0) + 1
+        if kind == "clip":
+            limit = str((event.get("detail") or {}).get("limit", "unknown"))
+            clips[limit] = clips.get(limit, 0) + 1
     refiner_stops = sum(
         int((r.get("extra") or {}).get("refine", {}).get("protective_stops", 0))
         for r in summary.get("rounds") or []
     )
-    return {"events": dict(sorted(kinds.items())), "refiner_protective_stops": refiner_stops}
+    return {"events": dict(sorted(kinds.items())), "clips_by_limit": dict(sorted(clips.items())),
+            "refiner_protective_stops": refiner_stops}
 
 
 def collect(experiment: str, folders: list[str]) -> None:
@@ -228,10 +234,15 @@ def render_experiment(name: str, summaries: list[dict]) -> list[str]:
         for s in sorted(with_safety, key=lambda s: (s["task"], s["seed"])):
             events = s["safety"]["events"]
             stops = {k: events.get(k, 0) for k in STOPS_AND_REFUSALS}
+            by_limit = s["safety"].get("clips_by_limit")  # absent in summaries before it
+            clips = f"clip {events.get('clip', 0)}" + (
+                " (" + ", ".join(f"{k} {v}" for k, v in by_limit.items()) + ")"
+                if by_limit else ""
+            )
             lines.append(
                 f"- {s['task']} seed {s['seed']}: "
                 + ", ".join(f"{k} {v}" for k, v in stops.items())
-                + f", clip {events.get('clip', 0)}; refiner's protective stops "
+                + f", {clips}; refiner's protective stops "
                 f"{s['safety']['refiner_protective_stops']}"
             )
     return lines

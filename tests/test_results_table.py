@@ -104,12 +104,15 @@ def test_a_run_with_other_settings_is_named_with_its_reason(tmp_path, monkeypatc
     assert script.deviations([run(0, 100), run(1, 100)]) == []
 
 
+ROW = {"task": "t", "seed": 1, "bc_test_success_rate": 0.5, "bc_test_ci95": None,
+       "test_success_rate": 0.6, "test_ci95": None, "test_improvement": 0.1,
+       "bc_success_rate": 0.5, "refined_success_rate": 0.6, "reward_accuracy": 0.9,
+       "labels": 10, "wall_time_s": 60.0, "test_episodes": 100}
+
+
 def test_a_run_that_counted_its_env_steps_shows_its_learning_steps():
     script = load_script()
-    row = {"task": "t", "seed": 1, "bc_test_success_rate": 0.5, "bc_test_ci95": None,
-           "test_success_rate": 0.6, "test_ci95": None, "test_improvement": 0.1,
-           "bc_success_rate": 0.5, "refined_success_rate": 0.6, "reward_accuracy": 0.9,
-           "labels": 10, "wall_time_s": 60.0, "test_episodes": 100}
+    row = ROW
     counted = script.render_experiment("x", [{**row, "env_steps": {"learning": 48750}}])
     assert "| 10 | 48,750 | 1.0 min |" in "\n".join(counted)
     assert "| 10 | - | 1.0 min |" in "\n".join(script.render_experiment("x", [row]))
@@ -124,7 +127,10 @@ def test_collect_counts_a_finetune_runs_safety_events(tmp_path, monkeypatch):
     rounds = [{"round": 0}, {"round": 1, "extra": {"refine": {"protective_stops": 2.0}}}]
     (run / "metrics.json").write_text(json.dumps(
         {"status": "finished", "task": "peel-v0", "seed": 1, "rounds": rounds}))
-    events = [{"kind": "clip"}, {"kind": "clip"}, {"kind": "protective_stop"}]
+    events = [{"kind": "clip", "detail": {"limit": "contact_force_n"}},
+              {"kind": "clip", "detail": {"limit": "max_step_translation_m"}},
+              {"kind": "clip", "detail": {"limit": "contact_force_n"}},
+              {"kind": "protective_stop"}]
     (run / "safety" / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     unfinished = tmp_path / "runs" / "peel_s2"
     unfinished.mkdir()
@@ -134,8 +140,12 @@ def test_collect_counts_a_finetune_runs_safety_events(tmp_path, monkeypatch):
     assert [f.name for f in (tmp_path / "summaries" / "peel_x").iterdir()] == [
         "peel-v0_seed1.json"]
     kept = json.loads((tmp_path / "summaries" / "peel_x" / "peel-v0_seed1.json").read_text())
-    assert kept["safety"] == {"events": {"clip": 2, "protective_stop": 1},
-                              "refiner_protective_stops": 2}
+    assert kept["safety"] == {
+        "events": {"clip": 3, "protective_stop": 1},
+        "clips_by_limit": {"contact_force_n": 2, "max_step_translation_m": 1},
+        "refiner_protective_stops": 2}
+    rendered = "\n".join(script.render_experiment("peel_x", [{**ROW, "safety": kept["safety"]}]))
+    assert "clip 3 (contact_force_n 2, max_step_translation_m 1)" in rendered
     (run / "safety" / "events.jsonl").write_text('{"kind": "clip"}\nnot json\n')
     with pytest.raises(SystemExit, match="events.jsonl:2 is not a safety event"):
         script.collect("peel_x", [str(tmp_path / "runs")])
