@@ -3,8 +3,10 @@
 Borrowed from libfranka reflexes, UR safety functions and the polymetis / deoxys watchdogs:
 
 * non-finite commands are refused before anything reaches the arm;
-* every command is clipped into a workspace box, then limited per tick in translation and
-  rotation relative to the last command sent (speed limits become per-tick limits through
+* every command is clipped into a workspace box (and, with ``max_orientation_deviation_rad``,
+  its orientation into a cone around ``orientation_center``, as UR's tool-orientation
+  restriction does), then limited per tick in translation and rotation relative to the last
+  command sent (speed limits become per-tick limits through
   the arm's control period, so the tighter of step and speed wins);
 * the wrench is read before each command and on every watchdog tick: over the force or
   torque limit the layer stops the arm and latches a protective stop, so motion halts within
@@ -39,7 +41,7 @@ from typing import IO, Any
 import numpy as np
 
 from robopref.errors import ConfigError, NonFiniteError
-from robopref.geometry import compose_delta, matrix_from_rotvec, pose_delta
+from robopref.geometry import compose_delta, matrix_from_rotvec, pose_delta, unwrap_rotvec
 from robopref.hardware.base import (
     ArmObservation,
     ForceArm,
@@ -338,10 +340,10 @@ class SafeArm(ForceArm):
             self._log("clip", limit=name, requested=position, sent=stepped, limit_value=limit)
             position = stepped
 
-        rotvec = requested[3:]
+        rotvec = self._clip_orientation(requested[3:], reference[3:])
         if np.array_equal(rotvec, reference[3:]):
             return np.concatenate([position, rotvec])  # no turn: skip the rotation maths
-        step = pose_delta(reference, requested)[3:]
+        step = pose_delta(reference, np.concatenate([position, rotvec]))[3:]
         angle = float(np.linalg.norm(step))
         limit = self.rotation_limit_rad
         if angle > limit:
@@ -357,6 +359,24 @@ class SafeArm(ForceArm):
             self._log("clip", limit=name, requested=rotvec, sent=clipped, limit_value=limit)
             rotvec = clipped
         return np.concatenate([position, rotvec])
+
+    def _clip_orientation(self, rotvec: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """``rotvec (3,)`` turned back onto the cone of ``max_orientation_deviation_rad``
+        around ``orientation_center`` (the shortest way, toward the centre), continuous with
+        ``reference``; unchanged inside it or without the limit."""
+        limit = self.config.max_orientation_deviation_rad
+        if limit is None:
+            return rotvec
+        center = np.concatenate([np.zeros(3), self.config.orientation_center])
+        offset = pose_delta(center, np.concatenate([np.zeros(3), rotvec]))[3:]
+        angle = float(np.linalg.norm(offset))
+        if angle <= limit:
+            return rotvec
+        turn = np.concatenate([np.zeros(3), offset * (limit / angle)])
+        clipped = unwrap_rotvec(compose_delta(center, turn)[3:], reference)
+        self._log("clip", limit="max_orientation_deviation_rad", requested=rotvec, sent=clipped,
+                  limit_value=limit)
+        return clipped
 
     # ----------------------------------------------------------------- stops
     def _latch(self, reason: str, **detail: Any) -> None:

@@ -43,6 +43,11 @@ class SafetyConfig:
         max_force_n: protective stop when ``|(fx, fy, fz)|`` exceeds this (N).
         max_torque_nm: protective stop when ``|(tx, ty, tz)|`` exceeds this (N*m).
         watchdog_timeout_s: hold the measured pose when no command came for this long (s).
+        orientation_center: ``(3,)`` rotation vector (rad, base frame) of the tool orientation
+            the orientation limit is centred on, e.g. ``(pi, 0, 0)`` for a tool pointing down.
+        max_orientation_deviation_rad: largest rotation (rad, below pi/2) of a commanded
+            orientation away from ``orientation_center``; further is turned back onto that
+            cone. ``None`` (with ``orientation_center`` ``None``): no limit.
         contact_force_n: force-guarded motion, off when ``None``: while ``|force|`` exceeds
             this (N), below ``max_force_n``, the part of each command that moves the TCP
             further against the measured force is clipped away, so the tool presses no harder
@@ -66,6 +71,8 @@ class SafetyConfig:
     max_force_n: float = 50.0
     max_torque_nm: float = 10.0
     watchdog_timeout_s: float = 0.5
+    orientation_center: Sequence[float] | None = None
+    max_orientation_deviation_rad: float | None = None
     contact_force_n: float | None = None
     contact_compliance_m_per_n: float = 0.0
     event_log_path: str | Path | None = None
@@ -90,6 +97,7 @@ class SafetyConfig:
                     "to relax a limit, raise it"
                 )
             setattr(self, name, float(value))
+        self._check_orientation_limit()
         self._check_contact_guard()
         if self.event_log_path is not None and not isinstance(self.event_log_path, str | Path):
             raise ConfigError(
@@ -99,6 +107,34 @@ class SafetyConfig:
             raise ConfigError(f"safety max_events={self.max_events!r} must be an integer")
         if self.max_events < 1:
             raise ConfigError(f"safety max_events={self.max_events} must be at least 1")
+
+    def _check_orientation_limit(self) -> None:
+        center, limit = self.orientation_center, self.max_orientation_deviation_rad
+        if (center is None) != (limit is None):
+            raise ConfigError(
+                "safety orientation_center and max_orientation_deviation_rad go together: "
+                "set both (a rotation vector in rad and an angle in rad) or neither"
+            )
+        if limit is None:
+            return
+        if isinstance(limit, bool) or not isinstance(limit, int | float):
+            raise ConfigError(f"safety max_orientation_deviation_rad={limit!r} must be a number")
+        if not 0 < limit < math.pi / 2:
+            raise ConfigError(
+                f"safety max_orientation_deviation_rad={limit} must lie in (0, pi/2) rad"
+            )
+        self.max_orientation_deviation_rad = float(limit)
+        try:
+            array = np.asarray(center, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"safety orientation_center={center!r} must be 3 numbers [rx, ry, rz] (rad)"
+            ) from exc
+        if array.shape != (3,) or not np.all(np.isfinite(array)):
+            raise ConfigError(
+                f"safety orientation_center={center!r} must be 3 finite numbers [rx, ry, rz] (rad)"
+            )
+        self.orientation_center = (float(array[0]), float(array[1]), float(array[2]))
 
     def _check_contact_guard(self) -> None:
         guard, compliance = self.contact_force_n, self.contact_compliance_m_per_n

@@ -27,8 +27,8 @@ REGISTRIES = {
     "teacher": PREFERENCE_SOURCES,
     "refine": REFINERS,
 }
-# Groups of `robopref record`; tests/test_record_cli.py builds each of their options.
-RECORD_GROUPS = {"hardware", "sensor", "teleop"}
+# Groups of `robopref record` (and finetune); tests/test_record_cli.py builds each option.
+RECORD_GROUPS = {"hardware", "sensor", "teleop", "safety"}
 
 
 def composed(*overrides: str, config_name: str = "demo") -> dict:

@@ -96,6 +96,28 @@ def test_every_record_option_composes_and_builds_its_config():
                 assert config.control_hz == cfg["record"]["fps"]  # the arm runs at record.fps
 
 
+
+@pytest.mark.parametrize("config_name", ["record", "finetune"])
+def test_every_safety_option_builds_a_safety_config(config_name):
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from robopref.cli import _config_groups
+    from robopref.hardware.safety import SafetyConfig
+    from robopref.registry import build_config
+
+    options = _config_groups()["safety"]
+    assert {"default", "peel_cell"} <= set(options)
+    for option in options:
+        with initialize_config_module("robopref.configs", version_base=None):
+            cfg = OmegaConf.to_container(
+                compose(config_name, overrides=[f"safety={option}"]), resolve=True)
+        config = build_config(SafetyConfig, cfg["safety"], "safety")
+        if option == "peel_cell":  # the box holds every Peel-v0 fruit's top and the guard is on
+            assert config.workspace_min[2] < 0.15 - 0.01 + 0.035 < config.workspace_max[2]
+            assert config.contact_force_n < config.max_force_n
+
+
 def test_record_errors_are_one_line(tmp_path):
     root = f"record.root={tmp_path}/ds"
     line = one_error_line(robopref("record", "hardware=fake", "sensor=sim", root, *FAST))

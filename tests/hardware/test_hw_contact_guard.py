@@ -1,7 +1,8 @@
 """SafeArm's force-guarded motion (``contact_force_n``): over the guard no command presses the
 tool further against the measured force, with a compliance it backs off and presses at most
 up to the guard, and in the Peel-v0 simulation it keeps a policy that drives into the fruit
-under the protective stop."""
+under the protective stop. And its tool-orientation limit: every sent orientation stays in
+the cone around ``orientation_center``."""
 
 from __future__ import annotations
 
@@ -182,3 +183,66 @@ def test_guard_keeps_a_policy_pressing_into_the_fruit_under_the_stop():
     stopped, largest, clips = _drive_into_fruit(
         SafetyConfig(contact_force_n=40.0, contact_compliance_m_per_n=0.0005))
     assert not stopped and largest < 50.0 and clips > 0
+
+
+# ------------------------------------------------------------------ tool-orientation limit
+DOWN = (math.pi, 0.0, 0.0)
+rotation_request = st.lists(st.floats(-4.0, 4.0), min_size=3, max_size=3).map(np.array)
+
+
+@PROPERTY
+@given(requests=st.lists(rotation_request, min_size=1, max_size=8),
+       limit=st.floats(0.05, 1.5))
+def test_every_sent_orientation_stays_in_the_cone(requests, limit):
+    inner = FakeForceArm(FakeArmConfig(initial_pose=HOME))
+    safe = SafeArm(inner, SafetyConfig(**BOX, orientation_center=DOWN,
+                                       max_orientation_deviation_rad=limit,
+                                       max_step_rotation_rad=0.5, max_angular_speed_rad_s=1e3),
+                   clock=lambda: 0.0)
+    safe.connect()
+    previous = np.array(HOME)
+    for rotvec in requests:
+        sent = np.asarray(safe.send_action(np.array([*HOME[:3], *rotvec])))
+        deviation = (Rotation.from_rotvec(sent[3:]) * Rotation.from_rotvec(DOWN).inv()).magnitude()
+        assert deviation <= limit + 1e-9
+        turn = (Rotation.from_rotvec(sent[3:]) * Rotation.from_rotvec(previous[3:]).inv())
+        assert turn.magnitude() <= 0.5 + 1e-9  # the step limit still holds after the cone
+        assert np.linalg.norm(sent[3:] - previous[3:]) < math.pi  # continuous rotation vector
+        previous = sent
+
+
+def test_orientation_inside_the_cone_passes_and_outside_is_turned_back_toward_the_centre():
+    inner = FakeForceArm(FakeArmConfig(initial_pose=HOME))
+    safe = SafeArm(inner, SafetyConfig(**BOX, orientation_center=DOWN,
+                                       max_orientation_deviation_rad=0.35,
+                                       max_step_rotation_rad=1.0, max_angular_speed_rad_s=1e3),
+                   clock=lambda: 0.0)
+    safe.connect()
+    tilted = (Rotation.from_rotvec([0.0, 0.3, 0.0]) * Rotation.from_rotvec(DOWN)).as_rotvec()
+    np.testing.assert_allclose(safe.send_action(np.array([*HOME[:3], *tilted]))[3:], tilted)
+    far = (Rotation.from_rotvec([0.0, 0.9, 0.0]) * Rotation.from_rotvec(DOWN)).as_rotvec()
+    sent = np.asarray(safe.send_action(np.array([*HOME[:3], *far])))
+    offset = (Rotation.from_rotvec(sent[3:]) * Rotation.from_rotvec(DOWN).inv()).as_rotvec()
+    np.testing.assert_allclose(offset, [0.0, 0.35, 0.0], atol=1e-9)  # same axis, at the limit
+    clips = [e.detail for e in safe.events if e.detail.get("limit") ==
+             "max_orientation_deviation_rad"]
+    assert len(clips) == 1 and clips[0]["limit_value"] == 0.35
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(orientation_center=DOWN),
+        dict(max_orientation_deviation_rad=0.3),
+        dict(orientation_center=DOWN, max_orientation_deviation_rad=2.0),
+        dict(orientation_center=DOWN, max_orientation_deviation_rad=0.0),
+        dict(orientation_center=(1.0, 2.0), max_orientation_deviation_rad=0.3),
+        dict(orientation_center=(1.0, math.nan, 0.0), max_orientation_deviation_rad=0.3),
+        dict(orientation_center=DOWN, max_orientation_deviation_rad="0.3"),
+    ],
+)
+def test_orientation_limit_config_validation(options):
+    with pytest.raises(ConfigError) as info:
+        SafetyConfig(**options)
+    message = str(info.value)
+    assert "orientation" in message and "\n" not in message
