@@ -114,6 +114,20 @@ EXPERIMENTS = {
         "100 validation scenes; the README's table 'More labels and PPO iterations'); seeds 4-6 "
         "below and the test scenes (seeds 2,000,000-2,000,099) chose nothing.",
     ),
+    "peel_finetune_ppo_cell": (
+        "`robopref finetune hardware=sim task=peel base=<scripts/peel_base.py runs/peel/base_v2> "
+        "safety=peel_cell refine=ppo refine.init_std=0.03 loop.exploration_std=0.03 "
+        "loop.rounds=1 loop.rollouts_per_round=20 loop.queries_per_round=150 "
+        "loop.scores_per_round=20 refine.iterations=40 reward.terms.2.weight=1.0 "
+        "reward.terms.2.low=28.0 reward.terms.2.high=22.0 finetune.on_protective_stop=recover` "
+        "(the `peel_finetune_ppo_170_labels` runs in the Peel-v0 cell: a workspace box around "
+        "the fruit, the blade within 20 deg of pointing down, force-guarded motion at 40 N; the "
+        "base is scored in the same cell; 'train' columns are the first 20 test scenes)",
+        "The cell's limits were set from the demos' and rollouts' range and the sim arm's "
+        "stiffness, and checked on settings seeds 100 and 101 (first 100 validation scenes; "
+        "the README's 'Peel-v0 in its cell'); seeds 7-9 below and the test scenes (seeds "
+        "2,000,000-2,000,099) chose nothing.",
+    ),
     "peel": (
         "`robopref demo env=peel seed=5 loop.num_demos=10 loop.rounds=2 "
         "loop.rollouts_per_round=20 loop.queries_per_round=50 loop.eval_episodes=10 "

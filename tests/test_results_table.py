@@ -164,3 +164,21 @@ def test_every_committed_finetune_run_reports_its_safety_events():
         safety = json.loads(file.read_text())["safety"]
         assert safety["events"].get("clip", 0) > 0, file.name  # none would mean an unread log
         assert isinstance(safety["refiner_protective_stops"], int), file.name
+
+
+def test_peel_runs_in_their_cell_had_no_protective_stop_or_refused_command():
+    """Issue #17's safety bar, read from the committed `safety=peel_cell` runs (their counts
+    come from each run's `safety/events.jsonl`): no protective stop, refused command or
+    watchdog hold in any rollout on the arm, none in PPO's own simulated episodes, and the
+    clips that kept it so are reported by limit."""
+    script = load_script()
+    files = sorted((script.RUNS / "peel_finetune_ppo_cell").glob("*.json"))
+    assert len(files) >= 3
+    for file in files:
+        summary = json.loads(file.read_text())
+        safety = summary["safety"]
+        assert summary["labels"] <= 200, file.name
+        for kind in script.STOPS_AND_REFUSALS:
+            assert safety["events"].get(kind, 0) == 0, (file.name, kind)
+        assert safety["refiner_protective_stops"] == 0, file.name
+        assert sum(safety["clips_by_limit"].values()) == safety["events"]["clip"] > 0

@@ -78,7 +78,7 @@ def print_help() -> None:
         "record.root=data/peel\n"
         "  robopref record hardware=ur hardware.host=192.168.1.10 teleop=spacemouse "
         "sensor=netft --resume\n"
-        "  robopref finetune hardware=sim task=peel base=DIR   # rounds on the simulated arm"
+        "  robopref finetune hardware=sim task=peel safety=peel_cell base=DIR  # simulated arm"
     )
 
 
