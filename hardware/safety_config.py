@@ -79,8 +79,8 @@ class SafetyConfig:
     max_events: int = 100_000
 
     def __post_init__(self) -> None:
-        self.workspace_min = _corner("workspace_min", self.workspace_min)
-        self.workspace_max = _corner("workspace_max", self.workspace_max)
+        self.workspace_min = _three("workspace_min", self.workspace_min)
+        self.workspace_max = _three("workspace_max", self.workspace_max)
         for axis, (lo, hi) in enumerate(zip(self.workspace_min, self.workspace_max, strict=True)):
             if not lo < hi:
                 raise ConfigError(
@@ -124,17 +124,7 @@ class SafetyConfig:
                 f"safety max_orientation_deviation_rad={limit} must lie in (0, pi/2) rad"
             )
         self.max_orientation_deviation_rad = float(limit)
-        try:
-            array = np.asarray(center, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"safety orientation_center={center!r} must be 3 numbers [rx, ry, rz] (rad)"
-            ) from exc
-        if array.shape != (3,) or not np.all(np.isfinite(array)):
-            raise ConfigError(
-                f"safety orientation_center={center!r} must be 3 finite numbers [rx, ry, rz] (rad)"
-            )
-        self.orientation_center = (float(array[0]), float(array[1]), float(array[2]))
+        self.orientation_center = _three("orientation_center", center, "[rx, ry, rz] (rad)")
 
     def _check_contact_guard(self) -> None:
         guard, compliance = self.contact_force_n, self.contact_compliance_m_per_n
@@ -159,13 +149,13 @@ class SafetyConfig:
         self.contact_compliance_m_per_n = float(compliance)
 
 
-def _corner(name: str, value: Any) -> tuple[float, float, float]:
+def _three(name: str, value: Any, form: str = "[x, y, z] (m)") -> tuple[float, float, float]:
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"safety {name}={value!r} must be 3 numbers [x, y, z] (m)") from exc
+        raise ConfigError(f"safety {name}={value!r} must be 3 numbers {form}") from exc
     if array.shape != (3,) or not np.all(np.isfinite(array)):
-        raise ConfigError(f"safety {name}={value!r} must be 3 finite numbers [x, y, z] (m)")
+        raise ConfigError(f"safety {name}={value!r} must be 3 finite numbers {form}")
     return (float(array[0]), float(array[1]), float(array[2]))
 
 
