@@ -41,7 +41,6 @@ from typing import IO, Any
 import numpy as np
 
 from robopref.errors import ConfigError, NonFiniteError
-from robopref.geometry import compose_delta, matrix_from_rotvec, pose_delta, unwrap_rotvec
 from robopref.hardware.base import (
     ArmObservation,
     ForceArm,
@@ -51,6 +50,7 @@ from robopref.hardware.base import (
     SensorStatus,
     WrenchSensor,
 )
+from robopref.hardware.command_limits import clip_command, guard_contact
 from robopref.hardware.safety_config import SafetyConfig, SafetyEvent, jsonable
 
 __all__ = ["SafeArm", "SafetyConfig", "SafetyEvent"]
@@ -81,8 +81,6 @@ class SafeArm(ForceArm):
         self._clock = clock
         # Re-entrant: send_action latches stops and logs while holding it.
         self._lock = threading.RLock()
-        self._low = np.array(self.config.workspace_min)
-        self._high = np.array(self.config.workspace_max)
         self._latched = False
         self._stop_reason = ""
         self._reference: np.ndarray | None = None  # last command sent, for the step limits
@@ -220,50 +218,6 @@ class SafeArm(ForceArm):
         self._check_limits(force, float(np.linalg.norm(wrench[3:])), "wrist_sensor")
         return force
 
-    def _guard_contact(
-        self,
-        command: np.ndarray,
-        reference: np.ndarray,
-        observation: ArmObservation,
-        wrist_force: float,
-    ) -> np.ndarray:
-        """Force-guarded motion (``contact_force_n``): limits the command's translation along
-        the measured force (base frame), relative to the last command sent.
-
-        With compliance ``c = contact_compliance_m_per_n`` the target may move against the
-        force at most ``c * (contact_force_n - |force|)`` (so the force, at the arm's
-        stiffness ``1 / c``, rises at most to the guard) and over the guard must back off by
-        ``c * (|force| - contact_force_n)``, at most one step; with ``c = 0`` it only stops
-        pressing harder over the guard. The direction is the arm's estimate (tool frame by
-        the ``ForceArm`` contract; a wrist sensor's frame is its mounting's); a wrist reading
-        over the guard while the estimate shows no contact holds the position instead."""
-        guard = self.config.contact_force_n
-        if guard is None:
-            return command
-        compliance = self.config.contact_compliance_m_per_n
-        force_tool = np.asarray(observation.wrench[:3], dtype=np.float64)
-        estimate = float(np.linalg.norm(force_tool))
-        force = max(estimate, wrist_force)
-        if force <= guard and compliance == 0.0:
-            return command
-        guarded = command.copy()
-        if estimate > 0.5 * guard:
-            away = matrix_from_rotvec(np.asarray(observation.tcp_pose[3:])) @ force_tool
-            away /= np.linalg.norm(away)
-            along = float((command[:3] - reference[:3]) @ away)
-            # Least motion away from the surface: negative below the guard (pressing allowed).
-            least = min(compliance * (force - guard), self.translation_limit_m)
-            if force > guard:
-                least = max(least, 0.0)
-            if along < least:
-                guarded[:3] = command[:3] + (least - along) * away
-        elif force > guard:
-            guarded[:3] = reference[:3]
-        if not np.array_equal(guarded, command):
-            self._log("clip", limit="contact_force_n", requested=command[:3], sent=guarded[:3],
-                      force_n=force, limit_value=guard)
-        return guarded
-
     # ----------------------------------------------------------------- commands
     def send_action(self, target_pose: np.ndarray) -> np.ndarray:
         """Clips ``target_pose`` ``(6,)`` (m, rad) to the limits, sends it, and returns what
@@ -303,8 +257,14 @@ class SafeArm(ForceArm):
                 self._reference = np.array(observation.tcp_pose, dtype=np.float64)
             # Guard first: the box and step limits then hold for the guarded command too (a
             # step clip scales the whole move, so it never turns a back-off into a push).
-            guarded = self._guard_contact(requested, self._reference, observation, wrist_force)
-            command = self._clip(guarded, self._reference)
+            guarded, clips = guard_contact(
+                requested, self._reference, observation.wrench[:3], observation.tcp_pose[3:],
+                wrist_force, self.config, self.translation_limit_m,
+            )
+            command, more = clip_command(guarded, self._reference, self.config,
+                                         self.translation_limit_m, self.rotation_limit_rad)
+            for clip in clips + more:
+                self._log("clip", **clip)
             try:
                 sent = self.arm.send_action(command)
             except ProtectiveStop as exc:
@@ -316,67 +276,6 @@ class SafeArm(ForceArm):
             self._last_command_time = self._clock()
             self._held = False
             return sent
-
-    def _clip(self, requested: np.ndarray, reference: np.ndarray) -> np.ndarray:
-        position = requested[:3]
-        boxed = np.clip(position, self._low, self._high)
-        if not np.array_equal(boxed, position):
-            self._log("clip", limit="workspace", requested=position, sent=boxed)
-        position = boxed
-        # Stepping from inside the box toward a point inside it stays inside (convexity); an
-        # arm that starts outside is led back at the step limit rather than jumped in.
-        delta = position - reference[:3]
-        distance = float(np.linalg.norm(delta))
-        limit = self.translation_limit_m
-        if distance > limit:
-            stepped = reference[:3] + delta * (limit / distance)
-            if np.all(reference[:3] >= self._low) and np.all(reference[:3] <= self._high):
-                stepped = np.clip(stepped, self._low, self._high)
-            name = (
-                "max_step_translation_m"
-                if self.config.max_step_translation_m <= limit
-                else "max_speed_m_s"
-            )
-            self._log("clip", limit=name, requested=position, sent=stepped, limit_value=limit)
-            position = stepped
-
-        rotvec = self._clip_orientation(requested[3:], reference[3:])
-        if np.array_equal(rotvec, reference[3:]):
-            return np.concatenate([position, rotvec])  # no turn: skip the rotation maths
-        step = pose_delta(reference, np.concatenate([position, rotvec]))[3:]
-        angle = float(np.linalg.norm(step))
-        limit = self.rotation_limit_rad
-        if angle > limit:
-            # compose_delta keeps the result's rotation vector continuous with the reference:
-            # a flip near 180 deg would look like a jump to a controller interpolating them.
-            turn = np.concatenate([np.zeros(3), step * (limit / angle)])
-            clipped = compose_delta(reference, turn)[3:]
-            name = (
-                "max_step_rotation_rad"
-                if self.config.max_step_rotation_rad <= limit
-                else "max_angular_speed_rad_s"
-            )
-            self._log("clip", limit=name, requested=rotvec, sent=clipped, limit_value=limit)
-            rotvec = clipped
-        return np.concatenate([position, rotvec])
-
-    def _clip_orientation(self, rotvec: np.ndarray, reference: np.ndarray) -> np.ndarray:
-        """``rotvec (3,)`` turned back onto the cone of ``max_orientation_deviation_rad``
-        around ``orientation_center`` (the shortest way, toward the centre), continuous with
-        ``reference``; unchanged inside it or without the limit."""
-        limit = self.config.max_orientation_deviation_rad
-        if limit is None:
-            return rotvec
-        center = np.concatenate([np.zeros(3), self.config.orientation_center])
-        offset = pose_delta(center, np.concatenate([np.zeros(3), rotvec]))[3:]
-        angle = float(np.linalg.norm(offset))
-        if angle <= limit:
-            return rotvec
-        turn = np.concatenate([np.zeros(3), offset * (limit / angle)])
-        clipped = unwrap_rotvec(compose_delta(center, turn)[3:], reference)
-        self._log("clip", limit="max_orientation_deviation_rad", requested=rotvec, sent=clipped,
-                  limit_value=limit)
-        return clipped
 
     # ----------------------------------------------------------------- stops
     def _latch(self, reason: str, **detail: Any) -> None:
