@@ -88,11 +88,8 @@ def clip_command(
         stepped = reference[:3] + delta * (translation_limit / distance)
         if np.all(reference[:3] >= low) and np.all(reference[:3] <= high):
             stepped = np.clip(stepped, low, high)
-        name = (
-            "max_step_translation_m"
-            if config.max_step_translation_m <= translation_limit
-            else "max_speed_m_s"
-        )
+        name = _binding("max_step_translation_m", config.max_step_translation_m,
+                        "max_speed_m_s", translation_limit)
         clips.append(dict(limit=name, requested=position, sent=stepped,
                           limit_value=translation_limit))
         position = stepped
@@ -108,15 +105,18 @@ def clip_command(
         # flip near 180 deg would look like a jump to a controller interpolating them.
         turn = np.concatenate([np.zeros(3), step * (rotation_limit / angle)])
         clipped = compose_delta(reference, turn)[3:]
-        name = (
-            "max_step_rotation_rad"
-            if config.max_step_rotation_rad <= rotation_limit
-            else "max_angular_speed_rad_s"
-        )
+        name = _binding("max_step_rotation_rad", config.max_step_rotation_rad,
+                        "max_angular_speed_rad_s", rotation_limit)
         clips.append(dict(limit=name, requested=rotvec, sent=clipped,
                           limit_value=rotation_limit))
         rotvec = clipped
     return np.concatenate([position, rotvec]), clips
+
+
+def _binding(step_name: str, step_value: float, speed_name: str, limit: float) -> str:
+    """Which setting made the per-tick ``limit``: the step limit, or the speed limit times
+    the control period when that is tighter."""
+    return step_name if step_value <= limit else speed_name
 
 
 def clip_orientation(
