@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+from robopref.hardware.safety_config import SafetyEvent
+from robopref.loop.arm_rollouts import safety_summary
 from robopref.loop.evaluation import mean_interval
 from robopref.report import load_summaries
 
@@ -153,34 +155,33 @@ STOPS_AND_REFUSALS = ("protective_stop", "non_finite_command", "watchdog_hold")
 
 
 def safety_counts(run: Path, summary: dict) -> dict | None:
-    """Counts of a finetune run's safety events by kind, read from its ``safety/events.jsonl``
-    (every episode the arm ran: exploration, evaluation, the final test), plus the protective
-    stops in the refiner's own simulated episodes (PPO's, counted in its round metrics).
-    ``None`` for a run without a safety log (a Meta-World demo)."""
+    """Counts of a finetune run's safety events by kind and of its clips by limit (the
+    collector's ``safety_summary``), read from its ``safety/events.jsonl`` (every episode the
+    arm ran: exploration, evaluation, the final test), plus the protective stops in the
+    refiner's own simulated episodes (PPO's, counted in its round metrics). ``None`` for a run
+    without a safety log (a Meta-World demo)."""
     log = run / "safety" / "events.jsonl"
     if not log.is_file():
         return None
-    kinds: dict[str, int] = {}
-    clips: dict[str, int] = {}
+    events = []
     for number, line in enumerate(log.read_text().splitlines(), 1):
         if not line.strip():
             continue
         try:
             event = json.loads(line)
-            kind = event["kind"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            events.append(SafetyEvent(event.get("timestamp", 0.0), event["kind"],
+                                      event.get("detail") or {}))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise SystemExit(
                 f"{log}:{number} is not a safety event ({exc}): rerun that run"
             ) from exc
-        kinds[kind] = kinds.get(kind, 0) + 1
-        if kind == "clip":
-            limit = str((event.get("detail") or {}).get("limit", "unknown"))
-            clips[limit] = clips.get(limit, 0) + 1
+    counts = safety_summary(events)
     refiner_stops = sum(
         int((r.get("extra") or {}).get("refine", {}).get("protective_stops", 0))
         for r in summary.get("rounds") or []
     )
-    return {"events": dict(sorted(kinds.items())), "clips_by_limit": dict(sorted(clips.items())),
+    return {"events": dict(sorted(counts["events"].items())),
+            "clips_by_limit": dict(sorted(counts["clips_by_limit"].items())),
             "refiner_protective_stops": refiner_stops}
 
 
