@@ -166,13 +166,16 @@ def test_every_committed_finetune_run_reports_its_safety_events():
         assert isinstance(safety["refiner_protective_stops"], int), file.name
 
 
-def test_peel_runs_in_their_cell_had_no_protective_stop_or_refused_command():
+@pytest.mark.parametrize(
+    "block", ["peel_finetune_ppo_cell", "peel_finetune_ppo_cell_200_labels"]
+)
+def test_peel_runs_in_their_cell_had_no_protective_stop_or_refused_command(block):
     """Issue #17's safety bar, read from the committed `safety=peel_cell` runs (their counts
     come from each run's `safety/events.jsonl`): no protective stop, refused command or
     watchdog hold in any rollout on the arm, none in PPO's own simulated episodes, and the
     clips that kept it so are reported by limit."""
     script = load_script()
-    files = sorted((script.RUNS / "peel_finetune_ppo_cell").glob("*.json"))
+    files = sorted((script.RUNS / block).glob("*.json"))
     assert len(files) >= 3
     for file in files:
         summary = json.loads(file.read_text())
