@@ -166,17 +166,21 @@ def test_every_committed_finetune_run_reports_its_safety_events():
         assert isinstance(safety["refiner_protective_stops"], int), file.name
 
 
-@pytest.mark.parametrize(
-    "block", ["peel_finetune_ppo_cell", "peel_finetune_ppo_cell_200_labels"]
-)
-def test_peel_runs_in_their_cell_had_no_protective_stop_or_refused_command(block):
-    """Issue #17's safety bar, read from the committed `safety=peel_cell` runs (their counts
+def test_peel_runs_in_their_cell_had_no_protective_stop_or_refused_command():
+    """Issue #17's safety bar, read from every committed run made with `safety=peel_cell`
+    (found by its command, so a new block is checked without being listed here; the counts
     come from each run's `safety/events.jsonl`): no protective stop, refused command or
     watchdog hold in any rollout on the arm, none in PPO's own simulated episodes, and the
     clips that kept it so are reported by limit."""
     script = load_script()
-    files = sorted((script.RUNS / block).glob("*.json"))
-    assert len(files) >= 3
+    files = sorted(
+        f for f in script.RUNS.glob("*/*.json")
+        if "safety=peel_cell" in json.loads(f.read_text())["config_name"].split()
+    )
+    blocks = {f.parent.name for f in files}
+    assert {"peel_finetune_ppo_cell", "peel_finetune_ppo_cell_200_labels"} <= blocks
+    for block in blocks:
+        assert sum(f.parent.name == block for f in files) >= 3, block
     for file in files:
         summary = json.loads(file.read_text())
         safety = summary["safety"]
