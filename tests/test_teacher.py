@@ -83,6 +83,27 @@ def test_oracle_on_random_pairs_matches_true_return_order(episodes):
         assert pref.label is expected
 
 
+def test_success_bonus_prefers_the_segment_that_reached_the_goal():
+    # Segment a approaches faster (more dense reward) but never succeeds; b ends inside the
+    # success region for two steps. Without a bonus the dense reward decides; with one, success.
+    a = _episode_with_rewards([9.6, 9.7, 9.8, 9.8])
+    b = Episode(np.zeros((4, 2)), np.zeros((4, 1)), np.asarray([9.0, 9.2, 10.0, 10.0], np.float32),
+                np.asarray([False, False, True, True]))
+    eps = named(a, b)
+    pair = [(Segment(eid(0), 0, 4), Segment(eid(1), 0, 4))]
+    assert ScriptedTeacher().label(pair, eps)[0].label is Label.FIRST
+    with_bonus = ScriptedTeacher(TeacherConfig(success_bonus=1.0, reward_scale=10.0))
+    assert with_bonus.label(pair, eps)[0].label is Label.SECOND
+    judged = with_bonus.judged_rewards(pair[0][1], eps)
+    np.testing.assert_allclose(judged, [9.0, 9.2, 20.0, 20.0])
+    # Episode scores see the same bonus: b's per-step mean rises from 0.955 to 1.455 (x10).
+    scorer = ScriptedTeacher(TeacherConfig(success_bonus=1.0, reward_scale=10.0,
+                                           score_range=(0.0, 2.0)))
+    assert [s.score for s in scorer.score([pair[0][1]], eps)] == [7]
+    plain = ScriptedTeacher(TeacherConfig(reward_scale=10.0, score_range=(0.0, 2.0)))
+    assert [s.score for s in plain.score([pair[0][1]], eps)] == [4]
+
+
 # --------------------------------------------------------------------------- myopic
 
 
@@ -229,6 +250,8 @@ def test_label_with_nan_rewards_raises():
         {"equal_threshold": -0.1},
         {"mistake_prob": -0.01},
         {"mistake_prob": 1.01},
+        {"success_bonus": -1.0},
+        {"success_bonus": math.nan},
     ],
 )
 def test_teacher_config_validation(kwargs):

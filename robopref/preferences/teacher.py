@@ -54,6 +54,11 @@ class TeacherConfig:
         score_basis: ``"step"`` scores the mean per-step reward (any length), ``"episode"``
             the segment's whole return (Peel-v0: the removed fraction, less penalties);
             ``None``: ``"step"`` (the CLI takes the task's).
+        success_bonus: added to each step's true reward while the task's success flag is set
+            (``Episode.successes``), in units of ``reward_scale``: a person judging "did it
+            reach the goal" rather than the dense reward alone. On reach-v3 the dense reward
+            is 10 inside the 5 cm success ball and above 9 just outside it, so without a
+            bonus segments differ by approach speed, not by success (README). 0: none.
         seed: seeds the teacher's randomness.
     """
 
@@ -65,6 +70,7 @@ class TeacherConfig:
     reward_scale: float = 1.0
     score_range: list[float] | tuple[float, float] | None = None
     score_basis: str | None = None
+    success_bonus: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -78,6 +84,9 @@ class TeacherConfig:
             raise ConfigError(f"teacher reward_scale must be > 0, got {self.reward_scale}")
         if not 0 <= self.mistake_prob <= 1:
             raise ConfigError(f"teacher mistake_prob must lie in [0, 1], got {self.mistake_prob}")
+        if not (math.isfinite(self.success_bonus) and self.success_bonus >= 0):
+            raise ConfigError(f"teacher success_bonus must be a number >= 0 (reward_scale "
+                              f"units per successful step), got {self.success_bonus}")
         if self.score_range is not None:
             low, high = (float(v) for v in self.score_range)
             if not (math.isfinite(low) and math.isfinite(high) and low < high):
@@ -112,6 +121,16 @@ class ScriptedTeacher(SynchronousSource):
         weights = self.config.gamma ** np.arange(length - 1, -1, -1, dtype=np.float64)
         return float(np.dot(weights, rewards)) / self.config.reward_scale
 
+    def judged_rewards(self, segment: Segment, pool) -> np.ndarray:
+        """The segment's true rewards ``(L,)`` as the teacher sees them: plus
+        ``success_bonus * reward_scale`` on each step whose success flag is set."""
+        rewards = segment.rewards(pool)
+        bonus = self.config.success_bonus
+        if not bonus:
+            return rewards
+        flags = segment.episode(pool).successes[segment.start : segment.end]
+        return rewards + bonus * self.config.reward_scale * flags.astype(rewards.dtype)
+
     def judge(self, return_a: float, return_b: float) -> Label | None:
         """The teacher's answer for two (already discounted) returns; ``None`` = skip."""
         cfg = self.config
@@ -135,7 +154,7 @@ class ScriptedTeacher(SynchronousSource):
         pool = as_pool(episodes)
         out: list[Preference | None] = []
         for a, b in pairs:
-            ra, rb = a.rewards(pool), b.rewards(pool)
+            ra, rb = self.judged_rewards(a, pool), self.judged_rewards(b, pool)
             if not (np.isfinite(ra).all() and np.isfinite(rb).all()):
                 raise ValueError(
                     "the scripted teacher needs ground-truth rewards, and these episodes have "
@@ -155,7 +174,7 @@ class ScriptedTeacher(SynchronousSource):
         pool = as_pool(episodes)
         out: list[Score | None] = []
         for segment in segments:
-            value = episode_score(self, segment.rewards(pool))
+            value = episode_score(self, self.judged_rewards(segment, pool))
             out.append(None if value is None else
                        Score(segment, float(value), source=self.name, annotator="script"))
         return out
