@@ -120,9 +120,12 @@ def test_the_noisy_teacher_keeps_its_noise_in_reward_units(peel_task):
     assert np.mean(np.abs(scores[kept] - clean[kept]) <= 1) > 0.95
 
 
-def test_http_annotators_score_as_the_loops_teacher(tmp_path, peel_task):
+@pytest.mark.parametrize("success_bonus", [0.0, 1.0])
+def test_http_annotators_score_as_the_loops_teacher(tmp_path, peel_task, success_bonus):
     episodes = scored_episodes(list(np.linspace(0, 1, 12)))
-    knobs = {"beta": 0.5, "mistake_prob": 0.1, "seed": 4}
+    for e in list(episodes.values())[-3:]:  # the three best succeed over their last 20 ticks
+        e.successes[20:] = True
+    knobs = {"beta": 0.5, "mistake_prob": 0.1, "seed": 4, "success_bonus": success_bonus}
     expected = [s.score for s in peel_teacher(peel_task, **knobs).score(
         [Segment(i, 0, 40) for i in episodes], episodes)]
     db = open_database(tmp_path / "labels.db")
@@ -136,6 +139,10 @@ def test_http_annotators_score_as_the_loops_teacher(tmp_path, peel_task):
                                      client=client).run()
     db.close()
     assert [float(a.score) for a in answers] == expected
+    if success_bonus:  # the bonus is seen: 20 successful ticks lift a 0.82 episode's score
+        plain = peel_teacher(peel_task, **{**knobs, "success_bonus": 0.0}).score(
+            [Segment(i, 0, 40) for i in episodes], episodes)
+        assert expected[9] > plain[9].score
 
 
 def test_people_scores_come_back_as_their_mean(tmp_path):

@@ -198,7 +198,7 @@ class SimulatedAnnotator:
             [preference] = self.teacher.label([(first, second)], self._pool(sides))
             return (CANNOT_TELL if preference is None else preference.label.value), None
         if query["kind"] == "episode_score":
-            rewards = first.rewards(self._pool(sides))
+            rewards = self.teacher.judged_rewards(first, self._pool(sides))
             score = episode_score(self.teacher, rewards, self.config.score_range,
                                   self.config.score_basis)
             return (CANNOT_TELL, None) if score is None else (None, score)
