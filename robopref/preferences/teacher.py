@@ -57,8 +57,9 @@ class TeacherConfig:
         success_bonus: added to each step's true reward while the task's success flag is set
             (``Episode.successes``), in units of ``reward_scale``: a person judging "did it
             reach the goal" rather than the dense reward alone. On reach-v3 the dense reward
-            is 10 inside the 5 cm success ball and above 9 just outside it, so without a
-            bonus segments differ by approach speed, not by success (README). 0: none.
+            is 10 on successful steps and already 9.99-10 (of 10) one step before an
+            episode's first success, so without a bonus segments differ by approach speed,
+            not by success (README). 0: none.
         seed: seeds the teacher's randomness.
     """
 
